@@ -1,0 +1,16 @@
+# The README's two commands: `make demo` (the main job) and `make test`.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+
+.PHONY: install demo test
+install:
+	# CPU build of torch from local disk first, so no CUDA build is pulled.
+	$(PIP) install "torch==2.13.0"
+	$(PIP) install -e ".[test,app,pose]"
+	$(PIP) install --no-deps "open_clip_torch>=2.20"
+
+demo: install
+	actionbench demo
+
+test: install
+	$(PYTHON) -m pytest -q
