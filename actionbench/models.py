@@ -1,0 +1,182 @@
+"""Loading Stable Diffusion pipelines, and building small ones with the real topology.
+
+``load_pipeline`` takes what ``--model`` accepts everywhere: a hub id
+(``stabilityai/stable-diffusion-2-1-base``), a local diffusers folder, or ``world`` (the
+ActionWorld model shipped inside the package). Offline, a hub id that is not in the local
+cache gives a one-line error that says how to pass a local folder instead.
+
+``build_pipeline`` makes a randomly initialised pipeline of any size with SD 2.1's or SD
+1.x's architecture flags: the tests use tiny ones, ``actionbench speed`` full-size ones,
+and the ActionWorld model is trained from one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import ActionBenchError
+
+DEFAULT_MODEL = "stabilityai/stable-diffusion-2-1-base"
+WORLD_MODEL_DIR = Path(__file__).parent / "world" / "model"
+
+
+@dataclass
+class PipelineSpec:
+    """Sizes and flags of a Stable Diffusion pipeline (``flavor`` picks SD 2.x or 1.x flags).
+
+    The UNet keeps SD's block layout (3 cross-attention down blocks, a cross-attention mid
+    block, 3 cross-attention up blocks, ``layers_per_block`` resnets), so with
+    ``layers_per_block=2`` it has SD's 16 cross-attention layers at any width.
+    """
+
+    flavor: str = "sd2"  # "sd2": linear projections, per-level head dims, v/eps; "sd1": conv projections
+    image_size: int = 32
+    vae_channels: tuple[int, ...] = (8, 16)  # len-1 downsamplings of the image
+    latent_channels: int = 4
+    unet_channels: tuple[int, ...] = (16, 16, 32, 32)
+    layers_per_block: int = 2
+    head_dim: int = 8
+    norm_groups: int = 4
+    text_width: int = 32
+    text_layers: int = 2
+    text_heads: int = 4
+    text_ffn: int = 64
+    prediction_type: str = "epsilon"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def latent_size(self) -> int:
+        return self.image_size // 2 ** (len(self.vae_channels) - 1)
+
+
+def build_pipeline(spec: PipelineSpec | None = None, seed: int = 0):
+    """A randomly initialised ``StableDiffusionPipeline`` with the real CLIP tokenizer."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from .tokenizer import VOCAB_SIZE, clip_tokenizer
+
+    spec = spec or PipelineSpec()
+    sd2 = spec.flavor == "sd2"
+    torch.manual_seed(seed)
+    n = len(spec.unet_channels)
+    heads = [max(1, c // spec.head_dim) for c in spec.unet_channels]
+    unet = UNet2DConditionModel(
+        sample_size=spec.latent_size,
+        in_channels=spec.latent_channels,
+        out_channels=spec.latent_channels,
+        block_out_channels=tuple(spec.unet_channels),
+        down_block_types=("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1),
+        layers_per_block=spec.layers_per_block,
+        norm_num_groups=spec.norm_groups,
+        cross_attention_dim=spec.text_width,
+        # SD 2.x: per-level head counts and linear projections; SD 1.x: 8 heads, conv projections.
+        attention_head_dim=tuple(heads) if sd2 else spec.head_dim,
+        use_linear_projection=sd2,
+        **spec.extra,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * len(spec.vae_channels),
+        up_block_types=("UpDecoderBlock2D",) * len(spec.vae_channels),
+        block_out_channels=tuple(spec.vae_channels),
+        latent_channels=spec.latent_channels,
+        norm_num_groups=spec.norm_groups,
+        layers_per_block=1,
+        sample_size=spec.image_size,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=VOCAB_SIZE,
+            hidden_size=spec.text_width,
+            intermediate_size=spec.text_ffn,
+            num_hidden_layers=spec.text_layers,
+            num_attention_heads=spec.text_heads,
+            max_position_embeddings=77,
+            hidden_act="gelu" if sd2 else "quick_gelu",
+            bos_token_id=49406,
+            eos_token_id=49407,
+            pad_token_id=0 if sd2 else 49407,
+        )
+    )
+    tokenizer = clip_tokenizer(pad_token="!" if sd2 else "<|endoftext|>")
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type=spec.prediction_type,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _offline_error(model: str, err: Exception) -> ActionBenchError:
+    return ActionBenchError(
+        f"model '{model}' could not be loaded ({type(err).__name__}): it is neither a local diffusers "
+        f"folder nor in the Hugging Face cache, and it cannot be downloaded from here. On a machine with "
+        f"internet run `huggingface-cli download {model} --local-dir DIR`, then pass --model DIR "
+        f"(or --model world for the built-in ActionWorld model)"
+    )
+
+
+def resolve_model(model: str) -> str:
+    """``world`` -> the packaged ActionWorld folder; anything else unchanged."""
+    if model == "world":
+        if not (WORLD_MODEL_DIR / "model_index.json").exists():
+            raise ActionBenchError(
+                f"the ActionWorld model is missing from {WORLD_MODEL_DIR}: train it with `actionbench world train`"
+            )
+        return str(WORLD_MODEL_DIR)
+    return model
+
+
+def load_pipeline(model: str = DEFAULT_MODEL, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    """Load a Stable Diffusion 1.x/2.x pipeline with a DDIM scheduler and no safety checker."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    path = resolve_model(model)
+    local = os.path.isdir(path)
+    if not local and (path.startswith((".", "/", "~")) or os.sep in path.strip("/").split("/", 1)[-1]):
+        raise ActionBenchError(f"model folder '{path}' does not exist")
+    kwargs = dict(torch_dtype=dtype, safety_checker=None, requires_safety_checker=False)
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(path, local_files_only=local, **kwargs)
+    except Exception as err:  # hub errors differ by version; all mean "not available here"
+        if local:
+            raise ActionBenchError(f"'{path}' is not a loadable diffusers Stable Diffusion folder: {err}") from err
+        try:
+            pipe = StableDiffusionPipeline.from_pretrained(path, local_files_only=True, **kwargs)
+        except Exception:
+            raise _offline_error(model, err) from err
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.model_name = model  # what learned-action files record as their base model
+    return pipe.to(device)
+
+
+def pipeline_name(pipe) -> str:
+    """The ``--model`` string a pipeline was loaded from (``model_name``), else its path."""
+    return getattr(pipe, "model_name", None) or getattr(pipe, "name_or_path", None) or pipe.config.get("_name_or_path", "unknown")
+
+
+def spec_dict(spec: PipelineSpec) -> dict:
+    return asdict(spec)
