@@ -1,0 +1,141 @@
+"""What every token-learning method shares (Textual Inversion, P+, ReVersion, ADI).
+
+The learned tensor is V, shape (L, d): one vector per cross-attention layer when
+``layerwise`` (L = 16 on SD 2.1), else a single vector (L = 1). Model weights are frozen.
+For a batch of B prompts and per-sample copies V_b (B, L, d), the B*L prompt variants
+are encoded by the text encoder as ONE batch; layer-wise encodings reach their layers
+through :mod:`methods.layerwise`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .base import Method, PromptEncoder
+from .config import MethodConfig
+from .diffusion import noisy_and_target, per_sample_mse
+from .layerwise import cross_attention_layers, install_layerwise, repeat_for_layers
+from .learned import LearnedAction
+from .tokens import add_placeholder, encode, initial_vector, tokenize
+
+
+@dataclass
+class TokenConfig(MethodConfig):
+    token: str = "<A>"
+    initializer: str = "person"  # (ours) the word whose embedding every v_l starts from
+    layerwise: bool = False
+
+
+def encode_with_identifiers(text_encoder, ids: torch.Tensor, token_id: int, vectors: torch.Tensor) -> torch.Tensor:
+    """Encode B prompts with per-sample identifier sets ``vectors`` (B, L, d) -> (B, L*77, d).
+
+    Row b*L + l of the one text-encoder batch is prompt b with v_l at the placeholder.
+    With L = 1 the result is the ordinary (B, 77, d).
+    """
+    b, layers, d = vectors.shape
+    states = encode(text_encoder, ids.repeat_interleave(layers, 0), token_id, vectors.reshape(b * layers, d))
+    return states.reshape(b, layers * states.shape[1], states.shape[2])
+
+
+class TokenPromptEncoder(PromptEncoder):
+    """Encodes prompts with a learned token; prompts without it are encoded as plain text."""
+
+    def __init__(self, pipe, token_id: int, vectors: torch.Tensor):
+        super().__init__(pipe)
+        self.token_id = token_id
+        self.vectors = vectors.to(pipe.text_encoder.device, pipe.text_encoder.dtype)
+
+    @torch.no_grad()
+    def __call__(self, prompts: list[str]) -> torch.Tensor:
+        ids = tokenize(self.pipe.tokenizer, prompts, self.pipe.text_encoder.device)
+        layers = self.vectors.shape[0]
+        has = (ids == self.token_id).any(1)
+        out = []
+        for i in range(len(prompts)):  # few prompts at generation time; keep it simple
+            if has[i]:
+                out.append(encode_with_identifiers(self.pipe.text_encoder, ids[i : i + 1], self.token_id, self.vectors[None]))
+            else:
+                out.append(repeat_for_layers(self.pipe.text_encoder(ids[i : i + 1])[0], layers))
+        return torch.cat(out)
+
+
+class TokenMethod(Method):
+    """Learns V (L, d) for a placeholder token; subclasses define the training step."""
+
+    Config = TokenConfig
+
+    def setup(self, work_dir: Path) -> None:
+        cfg = self.config
+        self.freeze_model()
+        tok, te = self.pipe.tokenizer, self.pipe.text_encoder
+        self.token_id = add_placeholder(tok, cfg.token)
+        self.layers = install_layerwise(self.pipe.unet) if cfg.layerwise else []
+        v0 = initial_vector(tok, te, cfg.initializer)
+        self.vectors = v0.repeat(max(1, len(self.layers)), 1).to(self.device).requires_grad_(True)
+        self.latents = self.exemplar_latents()
+        self.ids = tokenize(tok, [e.prompt(cfg.token) for e in self.action_set.exemplars], self.device)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.vectors]
+
+    def fill(self) -> str:
+        return self.config.token
+
+    def learned_tensors(self) -> dict[str, torch.Tensor]:
+        # Keyed by the token, as diffusers' textual-inversion files are ({token: tensor}).
+        return {self.config.token: self.vectors.detach().float().cpu()}
+
+    def extra_metadata(self) -> dict:
+        return {"token": self.config.token, "layerwise": bool(self.layers), "layers": self.layers}
+
+    # -- pieces of a training step ------------------------------------------------
+    def encode(self, ids: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+        return encode_with_identifiers(self.pipe.text_encoder, ids, self.token_id, vectors)
+
+    def sample_noise(self, generator: torch.Generator, shape, batch: int):
+        """Gaussian noise of ``shape`` and ``batch`` uniform timesteps, drawn on the CPU generator."""
+        noise = torch.randn(shape, generator=generator).to(self.device)
+        steps = self.pipe.scheduler.config.num_train_timesteps
+        t = torch.randint(0, steps, (batch,), generator=generator).to(self.device)
+        return noise, t
+
+    def denoise_losses(self, latents, ids, vectors, noise, t) -> torch.Tensor:
+        """Per-sample ||target - eps_theta(z_t, t, y(V))||^2 for a batch, (B,)."""
+        noisy, target = noisy_and_target(self.pipe.scheduler, latents, noise, t)
+        unet = self.pipe.unet
+        states = self.encode(ids, vectors).to(unet.dtype)
+        pred = unet(noisy.to(unet.dtype), t, states).sample
+        return per_sample_mse(pred, target)
+
+    def per_sample_copies(self, n: int) -> torch.Tensor:
+        """n independent leaf copies of V (n, L, d), so each sample gets its own gradient."""
+        return self.vectors.detach().unsqueeze(0).repeat(n, 1, 1).requires_grad_(True)
+
+    # -- generation ---------------------------------------------------------------
+    @classmethod
+    def apply(cls, pipe, learned: LearnedAction) -> PromptEncoder:
+        token = learned.extra["token"]
+        vectors = learned.tensors[token]
+        token_id = add_placeholder(pipe.tokenizer, token)
+        if learned.extra.get("layerwise"):
+            install_layerwise(pipe.unet)
+        if vectors.shape[0] > 1 and len(cross_attention_layers(pipe.unet)) != vectors.shape[0]:
+            raise ValueError("identifier count does not match the model's cross-attention layers")
+        return TokenPromptEncoder(pipe, token_id, vectors)
+
+
+class DenoisingTokenMethod(TokenMethod):
+    """The plain objective on exemplars (Textual Inversion, P+): mean loss over a batch."""
+
+    def training_step(self, generator: torch.Generator) -> dict[str, float]:
+        n = len(self.action_set)
+        idx = torch.randint(0, n, (self.config.batch_size,), generator=generator).to(self.device)
+        latents = self.latents[idx]
+        noise, t = self.sample_noise(generator, latents.shape, len(idx))
+        vectors = self.vectors.unsqueeze(0).expand(len(idx), -1, -1)
+        loss = self.denoise_losses(latents, self.ids[idx], vectors, noise, t).mean()
+        loss.backward()
+        return {"loss": float(loss)}
