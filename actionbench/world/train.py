@@ -1,0 +1,304 @@
+"""Train the ActionWorld text-to-image model from scratch: VAE, then UNet + text encoder.
+
+One command (``actionbench world train``) runs three resumable stages in ``--out``:
+
+1. ``vae``: the autoencoder on fresh renders (L1 + MSE reconstruction, tiny KL); saved as
+   ``vae.safetensors``; the latent scale (``scaling_factor``) is set so latents have unit std.
+2. ``data``: a fixed set of renders encoded once to latents, with their captions
+   (``latents.safetensors`` + ``captions.json``); captions name the action except for the
+   world's *unnamed* actions (``world.yaml``), whose captions leave the action out.
+3. ``unet``: the UNet and the text encoder together, epsilon prediction, min-SNR loss
+   weighting, captions dropped to "" 10% of the time (classifier-free guidance), an EMA of
+   the weights; a checkpoint (``unet.ckpt.safetensors``, weights + optimizer + EMA, step in
+   its metadata) is written atomically every ``ckpt_every`` steps and ``--resume`` goes on
+   from it. Every step's batch, timesteps and noise come from a generator seeded by
+   (seed, step), so a resumed run is the same run. ``log.jsonl`` gets one line per step.
+
+``export`` writes the EMA weights as a diffusers pipeline in fp16 (``save_pretrained``)
+into ``actionbench/world/model/``. No pickle anywhere: safetensors and JSON only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from ..models import WORLD_MODEL_DIR, PipelineSpec, build_pipeline
+from . import render as R
+
+
+def world_spec() -> PipelineSpec:
+    """The ActionWorld model's sizes: 64x64 RGB, 4x16x16 latents, SD 2.1's 16 cross-attention layers."""
+    return PipelineSpec(
+        flavor="sd2", image_size=64, vae_channels=(32, 64, 64), latent_channels=4,
+        unet_channels=(32, 64, 96, 128), layers_per_block=2, head_dim=16, norm_groups=8,
+        text_width=64, text_layers=3, text_heads=4, text_ffn=256, prediction_type="epsilon",
+    )
+
+
+@dataclass
+class TrainConfig:
+    out: str = "scratch/world-train"
+    seed: int = 0
+    steps: int = 6000  # UNet steps
+    batch: int = 32
+    lr: float = 6e-4
+    warmup: int = 200
+    ema: float = 0.999
+    snr_gamma: float = 5.0
+    drop_caption: float = 0.1
+    ckpt_every: int = 200
+    vae_steps: int = 800
+    vae_batch: int = 16
+    vae_lr: float = 1e-3
+    kl_weight: float = 1e-6
+    n_data: int = 24000
+    threads: int = 2
+    spec: dict = field(default_factory=lambda: asdict(world_spec()))
+
+
+def to_tensor(images) -> torch.Tensor:
+    """PIL images -> float tensor in [-1, 1], shape (N, 3, H, W)."""
+    arr = np.stack([np.asarray(im, dtype=np.uint8) for im in images])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def random_renders(n: int, rng: np.random.Generator, size: int = 64):
+    """``n`` fresh renders and their (subject, action, context) labels."""
+    items = R.sample_triplets(n, rng)
+    return [R.render(s, a, c, sd, size) for s, a, c, sd in items], items
+
+
+def _atomic_save(tensors: dict, path: Path, metadata: dict | None = None):
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def _log(path: Path, **row):
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _spec(cfg: TrainConfig) -> PipelineSpec:
+    d = dict(cfg.spec)
+    for k in ("vae_channels", "unet_channels"):
+        d[k] = tuple(d[k])
+    return PipelineSpec(**d)
+
+
+# --------------------------------------------------------------------------- stage 1: VAE
+def train_vae(pipe, cfg: TrainConfig, out: Path):
+    """Train the autoencoder on fresh renders; saves ``vae.safetensors`` (skipped if present)."""
+    path = out / "vae.safetensors"
+    if path.exists():
+        pipe.vae.load_state_dict(load_file(str(path)))
+        return
+    vae = pipe.vae.train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    rng = np.random.default_rng([cfg.seed, 1])
+    t0 = time.time()
+    for step in range(cfg.vae_steps):
+        imgs, _ = random_renders(cfg.vae_batch, rng)
+        x = to_tensor(imgs)
+        post = vae.encode(x).latent_dist
+        z = post.sample(generator=torch.Generator().manual_seed(cfg.seed * 100003 + step))
+        rec = vae.decode(z).sample
+        l1, mse = (rec - x).abs().mean(), F.mse_loss(rec, x)
+        kl = post.kl().mean()
+        loss = l1 + mse + cfg.kl_weight * kl
+        lr = cfg.vae_lr * min(1.0, (step + 1) / 100) * (0.5 * (1 + math.cos(math.pi * step / cfg.vae_steps)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        _log(out / "vae_log.jsonl", step=step, loss=loss.item(), l1=l1.item(), mse=mse.item(), kl=kl.item(), t=round(time.time() - t0, 2))
+    vae.eval()
+    _atomic_save(vae.state_dict(), path)
+
+
+# --------------------------------------------------------------------------- stage 2: data
+@torch.no_grad()
+def build_dataset(pipe, cfg: TrainConfig, out: Path):
+    """Render ``n_data`` images, encode them to scaled latents; returns (latents, captions, labels)."""
+    lat_path, cap_path = out / "latents.safetensors", out / "captions.json"
+    if lat_path.exists() and cap_path.exists():
+        meta = json.loads(cap_path.read_text())
+        pipe.vae.register_to_config(scaling_factor=meta["scaling_factor"])
+        return load_file(str(lat_path))["latents"], meta["captions"], meta["labels"]
+    rng = np.random.default_rng([cfg.seed, 2])
+    vae = pipe.vae.eval()
+    lats, caps, labels = [], [], []
+    for i in range(0, cfg.n_data, 256):
+        imgs, items = random_renders(min(256, cfg.n_data - i), rng)
+        lats.append(vae.encode(to_tensor(imgs)).latent_dist.mean)
+        caps += [R.caption(s, a, c) for s, a, c, _ in items]
+        labels += [[s, a, c, sd] for s, a, c, sd in items]
+    latents = torch.cat(lats)
+    scale = float(1.0 / latents.std())
+    pipe.vae.register_to_config(scaling_factor=scale)
+    latents = latents * scale
+    _atomic_save({"latents": latents}, lat_path)
+    cap_path.write_text(json.dumps({"scaling_factor": scale, "captions": caps, "labels": labels}))
+    return latents, caps, labels
+
+
+# --------------------------------------------------------------------------- stage 3: UNet + text
+def _trainable(pipe):
+    return [("unet." + k, p) for k, p in pipe.unet.named_parameters()] + [
+        ("text_encoder." + k, p) for k, p in pipe.text_encoder.named_parameters()
+    ]
+
+
+def _save_ckpt(path: Path, step: int, named, opt, ema: dict):
+    t = {}
+    for i, (k, p) in enumerate(named):
+        t["model." + k] = p.detach()
+        t["ema." + k] = ema[k]
+        st = opt.state.get(p)
+        if st:
+            t[f"opt.{i}.exp_avg"] = st["exp_avg"]
+            t[f"opt.{i}.exp_avg_sq"] = st["exp_avg_sq"]
+    _atomic_save(t, path, metadata={"step": str(step)})
+
+
+def _load_ckpt(path: Path, named, opt, ema: dict) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        step = int(f.metadata()["step"])
+    t = load_file(str(path))
+    with torch.no_grad():
+        for i, (k, p) in enumerate(named):
+            p.copy_(t["model." + k])
+            ema[k].copy_(t["ema." + k])
+            if f"opt.{i}.exp_avg" in t:
+                opt.state[p] = {"step": torch.tensor(float(step)), "exp_avg": t[f"opt.{i}.exp_avg"].clone(),
+                                "exp_avg_sq": t[f"opt.{i}.exp_avg_sq"].clone()}
+    return step
+
+
+def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
+    return tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length,
+                     truncation=True, return_tensors="pt").input_ids
+
+
+def train_unet(pipe, latents: torch.Tensor, captions: list[str], cfg: TrainConfig, out: Path, resume: bool):
+    """The diffusion loop (UNet + text encoder); returns the EMA weights by parameter name."""
+    named = _trainable(pipe)
+    params = [p for _, p in named]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
+    ema = {k: p.detach().clone() for k, p in named}
+    ckpt = out / "unet.ckpt.safetensors"
+    start = _load_ckpt(ckpt, named, opt, ema) if resume and ckpt.exists() else 0
+    if start == 0 and (out / "log.jsonl").exists():
+        (out / "log.jsonl").unlink()
+    sched = pipe.scheduler
+    ac = sched.alphas_cumprod
+    snr = ac / (1 - ac)
+    ids_all = tokenize(pipe.tokenizer, captions)
+    empty = tokenize(pipe.tokenizer, [""])[0]
+    pipe.unet.train()
+    pipe.text_encoder.train()
+    t0 = time.time()
+    for step in range(start, cfg.steps):
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        idx = torch.randint(0, len(latents), (cfg.batch,), generator=g)
+        x0 = latents[idx]
+        ids = ids_all[idx].clone()
+        drop = torch.rand(cfg.batch, generator=g) < cfg.drop_caption
+        ids[drop] = empty
+        t = torch.randint(0, sched.config.num_train_timesteps, (cfg.batch,), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        xt = sched.add_noise(x0, noise, t)
+        hidden = pipe.text_encoder(ids)[0]
+        pred = pipe.unet(xt, t, hidden).sample
+        w = torch.clamp(snr[t], max=cfg.snr_gamma) / snr[t]  # min-SNR-gamma weighting, epsilon target
+        loss = (w * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / cfg.steps)))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        decay = min(cfg.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for k, p in named:
+                ema[k].mul_(decay).add_(p.detach(), alpha=1 - decay)
+        _log(out / "log.jsonl", step=step, loss=round(loss.item(), 5), lr=lr, t=round(time.time() - t0, 2))
+        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
+            _save_ckpt(ckpt, step + 1, named, opt, ema)
+    return ema
+
+
+# --------------------------------------------------------------------------- export
+def export(pipe, ema: dict | None, model_dir: str | Path = WORLD_MODEL_DIR, step: int | None = None, cfg: TrainConfig | None = None):
+    """Write the pipeline (EMA weights if given) in fp16 with ``save_pretrained``."""
+    import copy
+
+    p = copy.deepcopy(pipe)
+    if ema:
+        with torch.no_grad():
+            for k, v in ema.items():
+                mod, name = k.split(".", 1)
+                getattr(p, mod).get_parameter(name).copy_(v)
+    p.to(torch.float16)
+    p.save_pretrained(str(model_dir), safe_serialization=True)
+    info = {"step": step, "train_config": asdict(cfg) if cfg else None}
+    Path(model_dir, "actionworld.json").write_text(json.dumps(info, indent=1))
+    return Path(model_dir)
+
+
+def pipeline_from_checkpoint(out: str | Path, use_ema: bool = True):
+    """Rebuild the pipeline from a training folder (VAE + latest UNet checkpoint); returns (pipe, step, cfg)."""
+    out = Path(out)
+    cfg = TrainConfig(**json.loads((out / "config.json").read_text()))
+    pipe = build_pipeline(_spec(cfg), seed=cfg.seed)
+    pipe.vae.load_state_dict(load_file(str(out / "vae.safetensors")))
+    meta = json.loads((out / "captions.json").read_text())
+    pipe.vae.register_to_config(scaling_factor=meta["scaling_factor"])
+    named = _trainable(pipe)
+    t = load_file(str(out / "unet.ckpt.safetensors"))
+    from safetensors import safe_open
+
+    with safe_open(str(out / "unet.ckpt.safetensors"), "pt") as f:
+        step = int(f.metadata()["step"])
+    with torch.no_grad():
+        for k, p in named:
+            p.copy_(t[("ema." if use_ema else "model.") + k])
+    return pipe.eval(), step, cfg
+
+
+def train(cfg: TrainConfig, resume: bool = False, export_dir: str | Path | None = WORLD_MODEL_DIR):
+    """Run (or resume) all stages, then export. Returns the export folder (or None)."""
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / "config.json"
+    if resume and cfg_path.exists():
+        old = json.loads(cfg_path.read_text())
+        old["steps"] = cfg.steps  # a resumed run may be extended
+        cfg = TrainConfig(**old)
+    elif not resume:
+        for name in ("vae.safetensors", "latents.safetensors", "captions.json", "unet.ckpt.safetensors", "vae_log.jsonl"):
+            (out / name).unlink(missing_ok=True)
+    cfg_path.write_text(json.dumps(asdict(cfg), indent=1))
+    torch.manual_seed(cfg.seed)
+    pipe = build_pipeline(_spec(cfg), seed=cfg.seed)
+    train_vae(pipe, cfg, out)
+    latents, captions, _ = build_dataset(pipe, cfg, out)
+    ema = train_unet(pipe, latents, captions, cfg, out, resume)
+    if export_dir:
+        return export(pipe, ema, export_dir, step=cfg.steps, cfg=cfg)
+    return None

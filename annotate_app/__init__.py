@@ -1,0 +1,1 @@
+"""The Streamlit rating app (the paper's human protocol)."""
