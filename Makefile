@@ -8,6 +8,8 @@ install:
 	$(PIP) install "torch==2.13.0"
 	$(PIP) install -e ".[test,app,pose]"
 	$(PIP) install --no-deps "open_clip_torch>=2.20"
+	$(PIP) install ftfy playwright  # open_clip's tokenizer needs ftfy; playwright drives the browser test
+	if command -v apt-get >/dev/null; then apt-get update -qq && apt-get install -y -qq chromium; fi  # for tests/test_annotate_browser.py
 
 demo: install
 	actionbench demo
