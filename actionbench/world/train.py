@@ -9,7 +9,8 @@ One command (``actionbench world train``) runs three resumable stages in ``--out
    world's *unnamed* actions (``world.yaml``), whose captions leave the action out.
 3. ``unet``: the UNet and the text encoder together, epsilon prediction, min-SNR loss
    weighting, captions dropped to "" 10% of the time (classifier-free guidance), an EMA of
-   the weights; a checkpoint (``unet.ckpt.safetensors``, weights + optimizer + EMA, step in
+   the weights (learning rate constant after warmup, so a run stopped at step N is the
+   run of N steps); a checkpoint (``unet.ckpt.safetensors``, weights + optimizer + EMA, step in
    its metadata) is written atomically every ``ckpt_every`` steps and ``--resume`` goes on
    from it. Every step's batch, timesteps and noise come from a generator seeded by
    (seed, step), so a resumed run is the same run. ``log.jsonl`` gets one line per step.
@@ -51,7 +52,7 @@ class TrainConfig:
     seed: int = 0
     steps: int = 6000  # UNet steps
     batch: int = 32
-    lr: float = 6e-4
+    lr: float = 5e-4
     warmup: int = 200
     ema: float = 0.999
     snr_gamma: float = 5.0
@@ -193,8 +194,12 @@ def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
                      truncation=True, return_tensors="pt").input_ids
 
 
-def train_unet(pipe, latents: torch.Tensor, captions: list[str], cfg: TrainConfig, out: Path, resume: bool):
-    """The diffusion loop (UNet + text encoder); returns the EMA weights by parameter name."""
+def train_unet(pipe, latents: torch.Tensor, captions: list[str], cfg: TrainConfig, out: Path, resume: bool,
+               stop_at: int | None = None):
+    """The diffusion loop (UNet + text encoder); returns the EMA weights by parameter name.
+
+    ``stop_at`` ends this run early (after a checkpoint), as an interruption would.
+    """
     named = _trainable(pipe)
     params = [p for _, p in named]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
@@ -225,7 +230,7 @@ def train_unet(pipe, latents: torch.Tensor, captions: list[str], cfg: TrainConfi
         pred = pipe.unet(xt, t, hidden).sample
         w = torch.clamp(snr[t], max=cfg.snr_gamma) / snr[t]  # min-SNR-gamma weighting, epsilon target
         loss = (w * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
-        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / cfg.steps)))
+        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)  # constant after warmup: stopping at N == training N steps
         for group in opt.param_groups:
             group["lr"] = lr
         opt.zero_grad(set_to_none=True)
@@ -239,6 +244,8 @@ def train_unet(pipe, latents: torch.Tensor, captions: list[str], cfg: TrainConfi
         _log(out / "log.jsonl", step=step, loss=round(loss.item(), 5), lr=lr, t=round(time.time() - t0, 2))
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
             _save_ckpt(ckpt, step + 1, named, opt, ema)
+        if stop_at is not None and step + 1 >= stop_at:
+            break
     return ema
 
 
@@ -280,7 +287,7 @@ def pipeline_from_checkpoint(out: str | Path, use_ema: bool = True):
     return pipe.eval(), step, cfg
 
 
-def train(cfg: TrainConfig, resume: bool = False, export_dir: str | Path | None = WORLD_MODEL_DIR):
+def train(cfg: TrainConfig, resume: bool = False, export_dir: str | Path | None = WORLD_MODEL_DIR, stop_at: int | None = None):
     """Run (or resume) all stages, then export. Returns the export folder (or None)."""
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
@@ -298,7 +305,7 @@ def train(cfg: TrainConfig, resume: bool = False, export_dir: str | Path | None 
     pipe = build_pipeline(_spec(cfg), seed=cfg.seed)
     train_vae(pipe, cfg, out)
     latents, captions, _ = build_dataset(pipe, cfg, out)
-    ema = train_unet(pipe, latents, captions, cfg, out, resume)
+    ema = train_unet(pipe, latents, captions, cfg, out, resume, stop_at)
     if export_dir:
         return export(pipe, ema, export_dir, step=cfg.steps, cfg=cfg)
     return None

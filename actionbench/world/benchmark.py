@@ -1,0 +1,80 @@
+"""World-ActionBench: ActionBench's layout, drawn by the ActionWorld renderer.
+
+``write_benchmark(out)`` writes, for each of the 8 ActionBench actions::
+
+    <out>/<action>/01.png .. 10.png        exemplars: human-like subjects only, varied scenes
+    <out>/<action>/01.txt ..               the full caption ("a man performs a handstand in a park")
+    <out>/<action>/text.json               {"01.png": ["a man {} in a park"], ...}
+    <out>/<action>/action_different/01/<other action>.png
+                                           the same character, scene and seed doing every other action
+    <out>/world.json                       evaluation subjects (all kinds, animals too), action phrases
+
+so ``actionbench.bench`` reads it exactly like ``../shared/ActionBench``. A ready copy is
+committed under ``actionbench/world/bench/``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import render as R
+
+BENCH_DIR = Path(__file__).with_name("bench")
+N_EXEMPLARS = 10
+BASE_SEED = 5000  # exemplar seeds: 5000 + 100 * (action index) + exemplar index
+
+
+def exemplar_specs(actionbench_action: str, n: int = N_EXEMPLARS) -> list[dict]:
+    """The (subject, context, seed) of each exemplar of one ActionBench action."""
+    k = sorted(R.ACTIONBENCH).index(actionbench_action)
+    specs = []
+    for i in range(n):
+        subject = R.HUMANS[(i + k) % len(R.HUMANS)]
+        context = R.CONTEXTS[(i + 2 * k) % len(R.CONTEXTS)]
+        specs.append({"file": f"{i + 1:02d}.png", "subject": subject, "context": context,
+                      "seed": BASE_SEED + 100 * k + i})
+    return specs
+
+
+def template(subject: str, context: str) -> str:
+    """The action-free prompt template, e.g. "a man {} in a park"."""
+    return f"{R.subject_phrase(subject)} {{}} {R.context_phrase(context)}"
+
+
+def write_action(out: str | Path, actionbench_action: str, size: int = 64) -> Path:
+    """Write one action's exemplars, text.json, captions and action-different sets."""
+    action = R.ACTIONBENCH[actionbench_action]
+    folder = Path(out) / actionbench_action
+    folder.mkdir(parents=True, exist_ok=True)
+    text = {}
+    for sp in exemplar_specs(actionbench_action):
+        s, c, seed = sp["subject"], sp["context"], sp["seed"]
+        R.render(s, action, c, seed, size).save(folder / sp["file"])
+        text[sp["file"]] = [template(s, c)]
+        stem = sp["file"][:-4]
+        (folder / f"{stem}.txt").write_text(R.caption(s, action, c, name_action=True) + "\n")
+        diff = folder / "action_different" / stem
+        diff.mkdir(parents=True, exist_ok=True)
+        for other in R.ACTIONS:
+            if other != action:
+                R.render(s, other, c, seed, size).save(diff / f"{other}.png")
+    (folder / "text.json").write_text(json.dumps(text, indent=4))
+    return folder
+
+
+def write_benchmark(out: str | Path = BENCH_DIR, size: int = 64) -> Path:
+    """Write World-ActionBench for all 8 ActionBench actions; returns ``out``."""
+    out = Path(out)
+    for name in sorted(R.ACTIONBENCH):
+        write_action(out, name, size)
+    info = {
+        "description": "World-ActionBench: ActionWorld renders in ActionBench's layout",
+        "actions": {name: {"world_action": R.ACTIONBENCH[name], "phrase": R.action_phrase(R.ACTIONBENCH[name]),
+                           "unnamed_in_training": R.ACTIONBENCH[name] in R.UNNAMED} for name in sorted(R.ACTIONBENCH)},
+        "evaluation_subjects": {s: R.subject_phrase(s) for s in R.SUBJECTS},
+        "exemplar_subjects": R.HUMANS,
+        "image_size": size,
+    }
+    (out / "world.json").write_text(json.dumps(info, indent=2))
+    return out

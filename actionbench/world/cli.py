@@ -1,0 +1,137 @@
+"""``actionbench world ...``: render grids, write the benchmark, train the model and judge, measure fidelity.
+
+``add_world_parser(subparsers)`` registers the ``world`` command on the main CLI; every
+subcommand's handler (``args.func(args)``) is a thin call into the package's Python API.
+``python -m actionbench.world.cli world ...`` runs the same commands stand-alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _render_grid(args) -> int:
+    from .render import render_grid
+
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    render_grid(context=args.context, seed=args.seed, size=args.size).save(args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _bench(args) -> int:
+    from .benchmark import write_benchmark
+
+    print(f"wrote World-ActionBench to {write_benchmark(args.out, size=args.size)}")
+    return 0
+
+
+def _train(args) -> int:
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(out=args.out, seed=args.seed, steps=args.steps, threads=args.threads)
+    if args.vae_steps is not None:
+        cfg.vae_steps = args.vae_steps
+    if args.n_data is not None:
+        cfg.n_data = args.n_data
+    out = train(cfg, resume=args.resume, export_dir=None if args.no_export else args.export)
+    print(f"trained; pipeline exported to {out}" if out else "trained (not exported)")
+    return 0
+
+
+def _export(args) -> int:
+    from .train import export, pipeline_from_checkpoint
+
+    pipe, step, cfg = pipeline_from_checkpoint(args.out)
+    print(f"exported step {step} to {export(pipe, None, args.export, step=step, cfg=cfg)}")
+    return 0
+
+
+def _train_judge(args) -> int:
+    from .judge import train_judge
+
+    rep = train_judge(args.out, n_train=args.n_train, n_test=args.n_test, epochs=args.epochs, seed=args.seed, threads=args.threads)
+    print(f"judge held-out accuracy: subject {rep['heldout_subject_acc']:.3f}, action {rep['heldout_action_acc']:.3f}")
+    return 0
+
+
+def _fidelity(args) -> int:
+    from .fidelity import measure_fidelity, write_report
+
+    rep = measure_fidelity(args.model, n=args.n, steps=args.steps, guidance=args.guidance, seed=args.seed)
+    if args.out:
+        print(f"wrote {write_report(rep, args.out)}")
+    else:
+        print(json.dumps({k: rep[k] for k in ("named", "unnamed") if k in rep}, indent=1))
+    return 0
+
+
+def add_world_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``world`` and its subcommands on an argparse ``subparsers`` object."""
+    from ..models import WORLD_MODEL_DIR
+    from .benchmark import BENCH_DIR
+    from .judge import JUDGE_DIR
+
+    world = subparsers.add_parser("world", help="ActionWorld: the small world, its text-to-image model and judge")
+    sub = world.add_subparsers(dest="world_command", required=True)
+
+    p = sub.add_parser("render-grid", help="a subjects x actions grid of renders")
+    p.add_argument("--out", default="docs/img/world_render_grid.png")
+    p.add_argument("--context", default=None, help="one context for all cells (default: cycle)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=64)
+    p.set_defaults(func=_render_grid)
+
+    p = sub.add_parser("bench", help="write World-ActionBench (ActionBench layout + action-different sets)")
+    p.add_argument("--out", default=str(BENCH_DIR))
+    p.add_argument("--size", type=int, default=64)
+    p.set_defaults(func=_bench)
+
+    p = sub.add_parser("train", help="train the world model from scratch (resumable) and export it")
+    p.add_argument("--steps", type=int, default=6000, help="UNet + text-encoder steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="scratch/world-train", help="checkpoints and logs")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--export", default=str(WORLD_MODEL_DIR), help="where the fp16 pipeline goes")
+    p.add_argument("--no-export", action="store_true")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--vae-steps", type=int, default=None)
+    p.add_argument("--n-data", type=int, default=None)
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("export", help="export the latest checkpoint of a training folder (EMA weights)")
+    p.add_argument("--out", default="scratch/world-train")
+    p.add_argument("--export", default=str(WORLD_MODEL_DIR))
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("train-judge", help="train the (subject, action) judge on renders")
+    p.add_argument("--out", default=str(JUDGE_DIR))
+    p.add_argument("--n-train", type=int, default=12000)
+    p.add_argument("--n-test", type=int, default=2000)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=_train_judge)
+
+    p = sub.add_parser("fidelity", help="judge the model's images from text prompts of named (and unnamed) actions")
+    p.add_argument("--model", default="world")
+    p.add_argument("--n", type=int, default=4, help="images per subject x action")
+    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--guidance", type=float, default=7.5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="JSON report path")
+    p.set_defaults(func=_fidelity)
+    return world
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="actionbench")
+    add_world_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
