@@ -40,6 +40,28 @@ def encode_with_identifiers(text_encoder, ids: torch.Tensor, token_id: int, vect
     return states.reshape(b, layers * states.shape[1], states.shape[2])
 
 
+def batched_vjp(output: torch.Tensor, inputs: torch.Tensor, cotangents: torch.Tensor, batched: bool = True) -> torch.Tensor:
+    """K vector-Jacobian products through one graph: (K, *output.shape) -> (K, *inputs.shape).
+
+    Row k is d<cotangents[k], output>/d inputs. ``batched`` runs the K products as ONE
+    vmapped backward (``is_grads_batched``), sharing the forward's saved activations;
+    otherwise (or where an op has no batching rule) K backward passes over the kept graph.
+    Both give the same numbers; the forward runs once either way.
+    """
+    cotangents = cotangents.to(output.dtype)
+    if batched:
+        try:
+            return torch.autograd.grad(output, inputs, cotangents, is_grads_batched=True)[0]
+        except torch.OutOfMemoryError:
+            raise
+        except RuntimeError:  # an op without a vmap rule: fall back to one backward per row
+            pass
+    last = len(cotangents) - 1
+    return torch.stack(
+        [torch.autograd.grad(output, inputs, c, retain_graph=k < last)[0] for k, c in enumerate(cotangents)]
+    )
+
+
 class TokenPromptEncoder(PromptEncoder):
     """Encodes prompts with a learned token; prompts without it are encoded as plain text."""
 
@@ -104,10 +126,13 @@ class TokenMethod(Method):
 
     def denoise_losses(self, latents, ids, vectors, noise, t) -> torch.Tensor:
         """Per-sample ||target - eps_theta(z_t, t, y(V))||^2 for a batch, (B,)."""
+        return self.denoise_losses_from_states(latents, self.encode(ids, vectors), noise, t)
+
+    def denoise_losses_from_states(self, latents, states, noise, t) -> torch.Tensor:
+        """The same loss given the text encodings y (B, L*77, d) instead of ids and V."""
         noisy, target = noisy_and_target(self.pipe.scheduler, latents, noise, t)
         unet = self.pipe.unet
-        states = self.encode(ids, vectors).to(unet.dtype)
-        pred = unet(noisy.to(unet.dtype), t, states).sample
+        pred = unet(noisy.to(unet.dtype), t, states.to(unet.dtype)).sample
         return per_sample_mse(pred, target)
 
     def per_sample_copies(self, n: int) -> torch.Tensor:
@@ -138,4 +163,4 @@ class DenoisingTokenMethod(TokenMethod):
         vectors = self.vectors.unsqueeze(0).expand(len(idx), -1, -1)
         loss = self.denoise_losses(latents, self.ids[idx], vectors, noise, t).mean()
         loss.backward()
-        return {"loss": float(loss)}
+        return {"loss": loss.item()}

@@ -18,7 +18,7 @@ from actionbench.errors import ActionBenchError
 
 from ..diffusion import encode_images
 from ..registry import register
-from ..token_method import TokenConfig, TokenMethod
+from ..token_method import TokenConfig, TokenMethod, batched_vjp
 from .action_different import make_action_different, user_action_different
 from .functional import NEEDS_TRIPLES, STRATEGIES, strategy_mask
 
@@ -101,20 +101,29 @@ class ADI(TokenMethod):
         latents = torch.stack([self.latents[anchor], self.latents[context], torch.stack(action)], dim=1)
         return anchor.to(self.device), latents  # latents: (B, 3, C, h, w)
 
+    # How the three identifier gradients go back through the text encoder: "batched" (one
+    # vmapped vector-Jacobian product) or "loop" (three). Same numbers; a speed choice only.
+    text_vjp: str = "batched"
+
     def triple_gradients(self, ids, latents, noise, t) -> tuple[torch.Tensor, torch.Tensor]:
         """g for every sample of B triples from ONE batched forward/backward -> (B, 3, L, d), loss (B, 3).
 
-        All three samples use the anchor's prompt (``ids``). Each of the 3B samples gets
-        its own leaf copy of V, so the gradient of the summed loss w.r.t. copy i is the
-        gradient of sample i's own loss.
+        All three samples of a triple use the anchor's prompt (``ids``) and the same V, so
+        the L prompt variants are encoded ONCE per triple (B*L rows, not 3B*L). The UNet
+        runs the 3B samples as one batch on detached copies of those encodings; its
+        backward gives each sample's dL_i/dy_i, and one batched vector-Jacobian product
+        through the text encoder turns the three rows of each triple into
+        g_i = (dy/dV)^T dL_i/dy_i: each sample's own gradient, as if it had its own V.
         """
         b = latents.shape[0]
-        copies = self.per_sample_copies(3 * b)
-        losses = self.denoise_losses(
-            latents.flatten(0, 1), ids.repeat_interleave(3, 0), copies, noise.flatten(0, 1), t.flatten(0, 1)
-        )
-        losses.sum().backward()
-        return copies.grad.view(b, 3, *copies.shape[1:]), losses.detach().view(b, 3)
+        vectors = self.per_sample_copies(b)
+        states = self.encode(ids, vectors)  # (B, L*77, d): the text encoder's one pass this step
+        unet_states = states.detach().to(self.pipe.unet.dtype).repeat_interleave(3, 0).requires_grad_(True)
+        losses = self.denoise_losses_from_states(latents.flatten(0, 1), unet_states, noise.flatten(0, 1), t.flatten(0, 1))
+        (d_states,) = torch.autograd.grad(losses.sum(), unet_states)  # UNet input gradients only
+        per_role = d_states.view(b, 3, *states.shape[1:]).transpose(0, 1)  # (3, B, L*77, d)
+        g = batched_vjp(states, vectors, per_role, batched=self.text_vjp == "batched")  # (3, B, L, d)
+        return g.transpose(0, 1).float(), losses.detach().view(b, 3)
 
     def triple_gradients_naive(self, ids, latents, noise, t) -> tuple[torch.Tensor, torch.Tensor]:
         """The reference: three separate forward/backward passes, one per role."""
