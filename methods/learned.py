@@ -10,6 +10,7 @@ says what does not match.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -28,11 +29,20 @@ from .layerwise import cross_attention_layers
 META_KEY = "actionbench"
 
 
+def _architecture(pipe) -> str:
+    """A short hash of the UNet's config and the text encoder's depth and activation."""
+    unet = {k: v for k, v in dict(pipe.unet.config).items() if not k.startswith("_")}
+    te = pipe.text_encoder.config
+    blob = json.dumps({"unet": unet, "text": [te.num_hidden_layers, te.hidden_act, te.hidden_size]}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def model_fingerprint(pipe) -> dict[str, Any]:
-    """What a learned action depends on: sizes, layer names and a checksum of frozen weights."""
+    """What a learned action depends on: sizes, layer names, architecture, a checksum of weights."""
     emb = pipe.text_encoder.get_input_embeddings().weight
     return {
         "token_width": int(emb.shape[1]),
+        "architecture": _architecture(pipe),
         "cross_attention_layers": cross_attention_layers(pipe.unet),
         # Sums of two frozen tensors: tell different weights apart, tolerate fp16/fp32 loads.
         "checksum": [float(emb.detach().float()[:1000].abs().sum()), float(pipe.unet.conv_in.weight.detach().float().abs().sum())],
@@ -116,6 +126,8 @@ class LearnedAction:
                 f"{where}: the model's cross-attention layers differ ({len(here['cross_attention_layers'])} here, "
                 f"{len(self.fingerprint['cross_attention_layers'])} in the file); {hint}"
             )
+        if self.fingerprint.get("architecture", here["architecture"]) != here["architecture"]:
+            raise ActionBenchError(f"{where}: the model's architecture (UNet or text-encoder config) differs; {hint}")
         for a, b in zip(self.fingerprint["checksum"], here["checksum"]):
             if abs(a - b) > 1e-2 * max(abs(a), abs(b), 1e-6):
                 raise ActionBenchError(f"{where}: the model's weights differ from those it was learned on; {hint}")
