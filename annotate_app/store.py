@@ -7,6 +7,8 @@ mode lets several raters' sessions write at once.
 
 from __future__ import annotations
 
+import hashlib
+import random
 import sqlite3
 import time
 from pathlib import Path
@@ -75,6 +77,14 @@ class RatingStore:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def rating_order(image_ids: list[str], rater: str) -> list[str]:
+    """The rater's shuffled order of images: the same every time for the same name."""
+    seed = int(hashlib.sha256(rater.encode()).hexdigest()[:8], 16)
+    order = sorted(image_ids)
+    random.Random(seed).shuffle(order)
+    return order
 
 
 def _b(x) -> bool | None:
