@@ -10,6 +10,7 @@ from actionbench.errors import ActionBenchError
 from .diffusion import native_resolution
 from .learned import LearnedAction
 from .registry import get_method
+from .weights import restore
 
 
 def fill_prompt(template: str, fill: str) -> str:
@@ -22,7 +23,7 @@ def fill_prompt(template: str, fill: str) -> str:
 def generate(
     pipe,
     learned: LearnedAction,
-    template: str,
+    template: str | list[str],
     n: int = 4,
     seed: int = 0,
     steps: int = 50,
@@ -32,16 +33,19 @@ def generate(
 ) -> list[Image.Image]:
     """``n`` images of ``template`` with the action; image i uses seed ``seed + i``."""
     prompt = fill_prompt(template, learned.fill)
+    restore(pipe)  # undo weights an earlier file changed: every file applies to the base model
     learned.check_compatible(pipe)
     encoder = get_method(learned.method).apply(pipe, learned)
+    runner = encoder.generation_pipeline()
     size = size or native_resolution(pipe)
     images = []
-    for start in range(0, n, batch):
-        k = min(batch, n - start)
-        embeds = encoder([prompt] * k)
+    for start in range(0, len(prompts), batch):
+        k = min(batch, len(prompts) - start)
+        embeds = encoder(prompts[start : start + k])
         negative = encoder([""] * k)
-        generators = [torch.Generator().manual_seed(seed + start + i) for i in range(k)]
-        images += pipe(
+        seeds = [seed + start + i for i in range(k)]
+        generators = [torch.Generator().manual_seed(s) for s in seeds]
+        images += runner(
             prompt_embeds=embeds,
             negative_prompt_embeds=negative,
             num_inference_steps=steps,
@@ -49,6 +53,7 @@ def generate(
             generator=generators,
             height=size,
             width=size,
+            **encoder.pipeline_inputs(seeds),
         ).images
     return images
 
