@@ -74,9 +74,9 @@ def test_model_weights_stay_bit_identical(tmp_path):
     assert v.shape == (16, 32) and not torch.equal(v[0], v[1])  # layers learned apart
 
 
-@pytest.mark.parametrize("same_noise", [True, False])
-def test_fused_gradients_equal_the_naive_three_pass_reference(tmp_path, same_noise):
-    m = setup_adi(tiny_pipe("sd2"), tmp_path, batch_size=2, same_noise=same_noise)
+@pytest.mark.parametrize("flavor, same_noise", [("sd2", True), ("sd2", False), ("sd1", True)])
+def test_fused_gradients_equal_the_naive_three_pass_reference(tmp_path, flavor, same_noise):
+    m = setup_adi(tiny_pipe(flavor), tmp_path, batch_size=2, same_noise=same_noise)
     gen = torch.Generator().manual_seed(3)
     anchor, latents = m.sample_triples(gen)
     noise, t = m.triple_noise(gen, latents)
