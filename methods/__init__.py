@@ -12,7 +12,9 @@ from .learned import LearnedAction
 from .registry import available, get_method, register
 from .training import learn
 
-_METHOD_MODULES = ("text_prompt", "textual_inversion", "pplus", "adi")
+_METHOD_MODULES = (
+    "text_prompt", "dreambooth", "textual_inversion", "pplus", "adi",
+)
 
 
 def _import_methods():

@@ -9,8 +9,9 @@ calls. Learning (``methods.training.learn``) drives any method through:
 4. ``export()``: the :class:`LearnedAction` to save.
 
 Generation applies a learned file with ``Method.apply(pipe, learned)``, which changes the
-pipeline as the method needs (processors, adapters) and returns a :class:`PromptEncoder`
-that turns prompts into the ``prompt_embeds`` the pipeline takes.
+pipeline as the method needs (processors, adapters, weights: see :mod:`methods.weights`)
+and returns a :class:`PromptEncoder` that turns prompts into the ``prompt_embeds`` the
+pipeline takes, and names the pipeline to call and any extra inputs it needs.
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ class PromptEncoder:
     def __call__(self, prompts: list[str]) -> torch.Tensor:
         ids = tokenize(self.pipe.tokenizer, prompts, self.pipe.text_encoder.device)
         return self.pipe.text_encoder(ids)[0]
+
+    def generation_pipeline(self):
+        """The pipeline that draws the images: ``pipe`` itself, or one built around it (ControlNet)."""
+        return self.pipe
+
+    def pipeline_inputs(self, seeds: list[int]) -> dict:
+        """Extra keyword arguments for the call drawing one image per seed (e.g. a pose image each)."""
+        return {}
 
 
 class Method:

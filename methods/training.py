@@ -20,6 +20,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import MethodConfig
 from .learned import LearnedAction
 from .registry import get_method
+from .weights import restore
 
 
 def checkpoint_path(out: Path) -> Path:
@@ -47,6 +48,7 @@ def learn(
     config = config if config is not None else cls.Config()
     out = Path(out) if out is not None else None
     work_dir = Path(work_dir) if work_dir is not None else (out.parent if out else Path.cwd()) / ".actionbench-cache"
+    restore(pipe)  # learning starts from the base model, whatever a generate() call applied before
     m = cls(pipe, action_set, config)
     m.setup(work_dir)
     params = m.parameters()
