@@ -1,0 +1,82 @@
+"""The rating app under Streamlit's AppTest: protocol, hidden methods, progress, answers stored at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from annotate_app.store import RatingStore, rating_order
+from evaluate.manifest import append_jsonl, manifest_shard
+
+APP = Path(__file__).resolve().parents[1] / "annotate_app" / "app.py"
+
+
+def fake_run(root: Path, benchmark: Path, n_subjects: int = 2) -> Path:
+    """A run folder with 2 methods x 1 action x n subjects x 1 image (coloured squares)."""
+    run = root / "run"
+    (run / "run.yaml").parent.mkdir(parents=True, exist_ok=True)
+    (run / "run.yaml").write_text(f"name: t\nbenchmark: {benchmark}\n")
+    for method in ("secret-method-a", "secret-method-b"):
+        for s in range(n_subjects):
+            subject = ["A panda", "Batman", "A dog"][s]
+            rel = f"images/{method}/sit/{s}.png"
+            (run / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (32, 32), (40 * s, 90, 200)).save(run / rel)
+            append_jsonl(manifest_shard(run, 0), dict(image_id=f"{method}/sit/{s}/0", method=method, method_name=method,
+                                                      action="sit", subject=subject, index=0, seed=0, path=rel,
+                                                      prompt=f"{subject} <A>", time_s=0))
+    return run
+
+
+@pytest.fixture
+def run_dir(tmp_path, actionbench_root, monkeypatch):
+    run = fake_run(tmp_path, actionbench_root)
+    monkeypatch.setenv("ACTIONBENCH_RUN_DIR", str(run))
+    return run
+
+
+def app():
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(APP), default_timeout=60)
+
+
+def test_rating_protocol(run_dir):
+    at = app().run()
+    assert not at.exception and "Type your name" in at.info[0].value
+    at.sidebar.text_input(key="rater").input("ann").run()
+    order = rating_order([f"secret-method-{m}/sit/{s}/0" for m in "ab" for s in range(2)], "ann")
+    shown = " ".join(m.value for m in at.markdown)
+    subject = "A panda" if order[0].endswith("/0/0") else "Batman"
+    assert f"Subject: **{subject}**" in shown and "secret-method" not in shown  # method names hidden
+    assert "0 of 4 rated" in at.sidebar.get("progress")[0].proto.text
+    at.button(key=f"action_ok-yes-{order[0]}").click().run()
+    # stored at once, before the second question is answered
+    assert RatingStore(run_dir).for_rater("ann") == {order[0]: {"action_ok": True, "subject_ok": None}}
+    at.button(key=f"subject_ok-no-{order[0]}").click().run()
+    assert RatingStore(run_dir).complete("ann") == {order[0]}
+    assert "1 of 4 rated" in at.sidebar.get("progress")[0].proto.text
+    assert any(b.key == f"action_ok-yes-{order[1]}" for b in at.button)  # next image, in the rater's order
+
+
+def test_a_second_rater_and_a_fresh_session_continue(run_dir):
+    store = RatingStore(run_dir)
+    order = rating_order([f"secret-method-{m}/sit/{s}/0" for m in "ab" for s in range(2)], "bob")
+    for i in order[:3]:
+        store.answer("bob", i, "action_ok", True)
+        store.answer("bob", i, "subject_ok", True)
+    at = app().run()
+    at.sidebar.text_input(key="rater").input("bob").run()
+    assert "3 of 4 rated" in at.sidebar.get("progress")[0].proto.text
+    at.button(key=f"action_ok-no-{order[3]}").click().run()
+    at.button(key=f"subject_ok-yes-{order[3]}").click().run()
+    assert "All 4 images rated" in at.success[0].value
+    assert rating_order(order, "bob") == order and rating_order(order, "ann") != order  # per-rater shuffle
+
+
+def test_not_a_run_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("ACTIONBENCH_RUN_DIR", str(tmp_path))
+    at = app().run()
+    assert "not a run folder" in at.error[0].value
