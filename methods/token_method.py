@@ -51,7 +51,8 @@ def batched_vjp(output: torch.Tensor, inputs: torch.Tensor, cotangents: torch.Te
     cotangents = cotangents.to(output.dtype)
     if batched:
         try:
-            return torch.autograd.grad(output, inputs, cotangents, is_grads_batched=True)[0]
+            # retain_graph: should an op lack a vmap rule mid-way, the loop below still has the graph.
+            return torch.autograd.grad(output, inputs, cotangents, retain_graph=True, is_grads_batched=True)[0]
         except torch.OutOfMemoryError:
             raise
         except RuntimeError:  # an op without a vmap rule: fall back to one backward per row

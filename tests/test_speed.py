@@ -1,0 +1,155 @@
+"""Speed-ups leave results unchanged, and `actionbench speed` runs (tiny model, CPU)."""
+
+import json
+import time
+
+import pytest
+import torch
+
+import methods
+from actionbench.bench import load_action
+from evaluate import speed
+from methods.token_method import batched_vjp
+
+from conftest import small_action, tiny_pipe
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Two threads on two shared, busy cores spin against each other (10x slower steps).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def triple(m, seed=3):
+    gen = torch.Generator().manual_seed(seed)
+    anchor, latents = m.sample_triples(gen)
+    noise, t = m.triple_noise(gen, latents)
+    return m.ids[anchor], latents, noise, t
+
+
+def test_batched_vjp_equals_one_backward_per_cotangent():
+    x = torch.randn(4, 5, requires_grad=True)
+    w = torch.randn(5, 6)
+    f = lambda: torch.tanh(x @ w).square()  # noqa: E731
+    cot = torch.randn(3, 4, 6)
+    y = f()
+    ref = torch.stack([torch.autograd.grad(y, x, c, retain_graph=True)[0] for c in cot])
+    torch.testing.assert_close(batched_vjp(f(), x, cot, batched=True), ref)
+    torch.testing.assert_close(batched_vjp(f(), x, cot, batched=False), ref)
+
+
+@pytest.mark.parametrize("text_vjp", ["batched", "loop"])
+def test_text_encoder_once_gives_the_naive_gradients(text_vjp):
+    """The suite's step (L variants encoded once, one batched VJP) = the three-pass reference
+    = the paper's step with the L variants encoded one by one = per-sample copies of V."""
+    m = speed.synthetic_method(tiny_pipe(), "adi", exemplars=3, different=2, batch_size=2)
+    m.text_vjp = text_vjp
+    args = triple(m)
+    g, losses = m.triple_gradients(*args)
+    for reference in (m.triple_gradients_naive, lambda *a: speed.paper_naive_gradients(m, *a), lambda *a: speed.copies_gradients(m, *a)):
+        g_ref, l_ref = reference(*args)
+        torch.testing.assert_close(losses, l_ref, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-7)
+    assert g.shape == (2, 3, 16, 32) and g.dtype == torch.float32
+    assert not torch.allclose(g[:, 0], g[:, 1]) and not torch.allclose(g[:, 0], g[:, 2])
+
+
+def test_gradient_checkpointing_leaves_the_gradients_unchanged():
+    m = speed.synthetic_method(tiny_pipe(), "adi", exemplars=3, different=2)
+    args = triple(m)
+    g, _ = m.triple_gradients(*args)
+    m.pipe.unet.enable_gradient_checkpointing()
+    g_ckpt, _ = m.triple_gradients(*args)
+    torch.testing.assert_close(g_ckpt, g, rtol=1e-5, atol=1e-8)
+
+
+def test_half_precision_frozen_model_gives_fp32_identifiers_and_nearly_the_same_gradients():
+    ref = speed.synthetic_method(tiny_pipe(), "adi", exemplars=3, different=2)
+    half = speed.synthetic_method(tiny_pipe(), "adi", exemplars=3, different=2)
+    half.pipe.unet.to(torch.bfloat16)
+    half.pipe.text_encoder.to(torch.bfloat16)
+    g, _ = ref.triple_gradients(*triple(ref))
+    g_half, _ = half.triple_gradients(*triple(half))
+    assert half.vectors.dtype == torch.float32 and g_half.dtype == torch.float32
+    cos = torch.nn.functional.cosine_similarity(g.flatten(), g_half.flatten(), dim=0)
+    assert cos > 0.98, cos
+
+
+def test_bf16_pipeline_learns_end_to_end_with_generated_action_different_images(tmp_path):
+    """`--dtype bf16`: the frozen model in bf16, action-different images made, identifiers fp32."""
+    pipe = tiny_pipe()
+    pipe.to(dtype=torch.bfloat16)
+    action = load_action(small_action(tmp_path, n=2, with_different=False))
+    cfg = methods.get_method("adi").Config(
+        steps=2, action_different_steps=1, action_different_sample_steps=2, action_different_phrases=["stands"]
+    )
+    learned = methods.learn(pipe, action, "adi", cfg, work_dir=tmp_path / "cache", progress=False)
+    v = learned.tensors["<A>"]
+    assert v.dtype == torch.float32 and v.shape == (16, 32) and torch.isfinite(v).all()
+    assert next(pipe.unet.parameters()).dtype == torch.bfloat16  # the frozen model stays as given
+
+
+def test_fused_step_at_most_0_7_of_the_naive_step_on_the_tiny_model():
+    pipe = tiny_pipe()
+    naive, fused = speed.make_step(pipe, "adi-naive", exemplars=3), speed.make_step(pipe, "adi", exemplars=3)
+    naive(), fused()
+    times = {"naive": [], "fused": []}
+    for _ in range(3):  # interleaved, best of three: other jobs share these cores
+        for name, step in (("naive", naive), ("fused", fused)):
+            t0 = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - t0)
+    assert min(times["fused"]) <= 0.7 * min(times["naive"]), times
+
+
+def test_full_size_configs_match_the_issue_floor_counts():
+    counts = speed.floor_counts(speed.load_arch("sd21-base"))
+    assert counts["unet_params_m"] == pytest.approx(865.9, abs=0.1)
+    assert counts["text_encoder_params_m"] == pytest.approx(340.4, abs=0.1)
+    assert counts["unet_forward_b1_gflop_without_attention"] == pytest.approx(678, rel=0.01)
+    assert counts["text_encoder_16_variants_gflop"] == pytest.approx(713, rel=0.02)
+    sd15 = speed.floor_counts(speed.load_arch("sd15"))
+    assert sd15["unet_params_m"] == pytest.approx(859.5, abs=0.1)
+    assert sd15["text_encoder_params_m"] == pytest.approx(123.1, abs=0.1)
+
+
+def test_speed_command_writes_a_table_and_json(tmp_path, capsys):
+    from actionbench.cli import main
+
+    out = tmp_path / "speed.json"
+    rc = main(["speed", "--model", "tiny", "--device", "cpu", "--variants", "adi,floor", "--iters", "1",
+               "--warmup", "0", "--no-count", "--out", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "adi" in printed and "floor" in printed and str(out) in printed
+    result = json.loads(out.read_text())
+    rows = {r["variant"]: r for r in result["rows"]}
+    assert set(rows) == {"adi", "floor"}
+    assert all(r["median_s"] > 0 for r in rows.values())
+
+
+def test_meta_device_counts_show_the_text_encoder_running_once():
+    rows = speed.measure(speed.load_arch("tiny"), "cpu", [speed.Setting("fp32", False)], ["adi-3pass", "adi"], iters=0, warmup=0)
+    three_pass, fused = rows
+    te = speed.floor_counts(speed.load_arch("tiny"))["text_encoder_16_variants_gflop"]
+    # the same UNet work; the text encoder's forward runs once instead of three times
+    assert three_pass["gflop"] - fused["gflop"] == pytest.approx(2 * te, rel=0.05)
+    assert fused["saved_gb"] < three_pass["saved_gb"]
+
+
+def test_end_to_end_estimate_runs_on_the_tiny_model():
+    result = speed.run_speed("tiny", "cpu", variants=["adi-naive", "adi"], iters=1, warmup=0, count=False, e2e=True,
+                             gen_steps=1, log=lambda *a: None)
+    (e2e,) = result["end_to_end"]
+    assert e2e["paper"]["total_s"] > e2e["suite"]["total_s"] > 0
+    assert e2e["dreambooth_step_s"] > 0 and e2e["lora_step_s"] >= 0
+
+
+def test_unknown_model_is_a_one_line_error():
+    from actionbench.errors import ActionBenchError
+
+    with pytest.raises(ActionBenchError, match="sd21-base"):
+        speed.load_arch("sd3")
