@@ -56,6 +56,35 @@ def _exemplars(run_dir: str, action: str) -> list[str]:
     return [str(e.image_path) for e in load_action(folder, verify_images=False).exemplars]
 
 
+@st.cache_data
+def _data_uri(path: str, height: int) -> str:
+    """An image as a small inline JPEG/PNG data URI.
+
+    Inline, not ``st.image``: Streamlit 1.60's media endpoint fails (HTTP 500) beside
+    starlette 1.x's gzip middleware, and inline thumbnails need no media server at all.
+    """
+    import base64
+    import io
+
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if im.height > height:
+            im = im.resize((max(1, round(im.width * height / im.height)), height), Image.LANCZOS)
+        elif im.height < height:  # small generations: scale up without blurring
+            im = im.resize((round(im.width * height / im.height), height), Image.NEAREST)
+        buf = io.BytesIO()
+        im.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _images_html(paths: list[str], height: int, caption: str = "") -> str:
+    imgs = "".join(f'<img src="{_data_uri(p, height)}" style="height:{height}px;margin:2px;border-radius:3px">' for p in paths)
+    cap = f'<div style="font-size:0.8em;color:#666">{caption}</div>' if caption else ""
+    return f"<div>{imgs}{cap}</div>"
+
+
 def _answer(store: RatingStore, rater: str, image_id: str, question: str, value: bool) -> None:
     store.answer(rater, image_id, question, value)
 
@@ -91,10 +120,11 @@ def main() -> None:
     st.subheader("The action, as shown by these photos")
     ex = _exemplars(str(run_dir), row.action)
     if ex:
-        st.image(ex, width=120)
+        st.markdown(_images_html(ex, 110), unsafe_allow_html=True)
     left, right = st.columns([1, 1])
     with left:
-        st.image(str(run_dir / row.path), caption=f"image {len(done) + 1} of {len(order)}", width=320)
+        st.markdown(_images_html([str(run_dir / row.path)], 320, f"image {len(done) + 1} of {len(order)}"),
+                    unsafe_allow_html=True)
     with right:
         st.markdown(f"### Subject: **{row.subject}**")
         for question, text in (("action_ok", "Does the image show the action of the photos above?"),

@@ -52,6 +52,8 @@ def test_rating_protocol(run_dir):
     subject = "A panda" if order[0].endswith("/0/0") else "Batman"
     assert f"Subject: **{subject}**" in shown and "secret-method" not in shown  # method names hidden
     assert "0 of 4 rated" in at.sidebar.get("progress")[0].proto.text
+    html = [m.value for m in at.markdown if "<img" in m.value]
+    assert [h.count("<img") for h in html] == [10, 1] and "image 1 of 4" in html[1]  # exemplars, then the image
     at.button(key=f"action_ok-yes-{order[0]}").click().run()
     # stored at once, before the second question is answered
     assert RatingStore(run_dir).for_rater("ann") == {order[0]: {"action_ok": True, "subject_ok": None}}

@@ -57,9 +57,10 @@ def rate(page, name, answers, screenshot=None):
         page.get_by_text("Does the image show the action").wait_for()
         done = f"{i} of 4 rated"
         page.get_by_text(done).wait_for()
-        if screenshot and i == 0:
-            page.wait_for_timeout(1000)
-            page.screenshot(path=screenshot, full_page=True)
+        if i == 0:  # every image loaded (exemplars and the generated one)
+            page.wait_for_function("[...document.images].length >= 11 && [...document.images].every(i => i.naturalWidth > 0)")
+            if screenshot:
+                page.screenshot(path=screenshot, full_page=True)
         buttons = page.get_by_role("button")
         buttons.filter(has_text="Yes" if action else "No").first.click()
         page.get_by_text("(your answer:").first.wait_for()
