@@ -13,7 +13,7 @@ from .registry import available, get_method, register
 from .training import learn
 
 _METHOD_MODULES = (
-    "text_prompt", "dreambooth", "textual_inversion", "pplus", "adi",
+    "text_prompt", "controlnet", "dreambooth", "textual_inversion", "reversion", "custom_diffusion", "pplus", "adi",
 )
 
 

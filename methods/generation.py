@@ -32,7 +32,8 @@ def generate(
     batch: int = 4,
 ) -> list[Image.Image]:
     """``n`` images of ``template`` with the action; image i uses seed ``seed + i``."""
-    prompt = fill_prompt(template, learned.fill)
+    templates = [template] * n if isinstance(template, str) else list(template)  # a list: one image per template
+    prompts = [fill_prompt(t, learned.fill) for t in templates]
     restore(pipe)  # undo weights an earlier file changed: every file applies to the base model
     learned.check_compatible(pipe)
     encoder = get_method(learned.method).apply(pipe, learned)

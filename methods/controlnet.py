@@ -1,0 +1,155 @@
+"""ControlNet with OpenPose skeletons (Zhang et al., ICCV 2023): the paper's no-learning pose baseline.
+
+Nothing is trained. ``learn`` detects each exemplar's pose (:mod:`methods.pose_drawing`)
+and stores the skeleton images, as PNG bytes, in the learned file, with the ControlNet to
+load (hub id or local folder) in its metadata. Generation writes the action phrase into
+the prompt, as the ``sd`` row does, and draws image i (seed s) with an OpenPose ControlNet
+conditioned on exemplar skeleton ``s mod N``: a ``StableDiffusionControlNetPipeline``
+built around the caller's pipeline components (nothing in ``pipe`` is changed).
+
+Defaults: ADI-SPEC.md "ControlNet with OpenPose skeletons of the exemplars"; the ControlNet
+for the base model (ours): ``lllyasviel/control_v11p_sd15_openpose`` for SD 1.x (token
+width 768), ``thibaud/controlnet-sd21-openpose-diffusers`` for SD 2.x (1024).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from actionbench.errors import ActionBenchError
+
+from .base import Method, PromptEncoder
+from .config import MethodConfig
+from .learned import LearnedAction
+from .registry import register
+
+OPENPOSE_CONTROLNETS = {768: "lllyasviel/control_v11p_sd15_openpose", 1024: "thibaud/controlnet-sd21-openpose-diffusers"}
+DETECTORS = ("auto", "openpose", "mediapipe")
+
+
+@dataclass
+class ControlNetConfig(MethodConfig):
+    steps: int = 0  # nothing is learned
+    controlnet: str | None = None  # hub id or local folder; None: the OpenPose ControlNet for the base model
+    detector: str = "auto"  # auto: controlnet-aux OpenPose where available, else MediaPipe
+    pose_resolution: int = 512  # side of the stored skeleton images (SD's training size)
+    conditioning_scale: float = 1.0  # diffusers' default controlnet_conditioning_scale
+    phrase: str | None = None  # the action as text; None: the paper's phrase for the action
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.detector not in DETECTORS:
+            raise ActionBenchError(f"unknown detector {self.detector!r}; one of {', '.join(DETECTORS)}")
+        if self.pose_resolution < 8:
+            raise ActionBenchError(f"pose_resolution must be >= 8 (got {self.pose_resolution})")
+
+
+def png_tensor(image: Image.Image) -> torch.Tensor:
+    """An image as its PNG file's bytes, a uint8 tensor (safetensors holds tensors only)."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)
+
+
+def tensor_png(t: torch.Tensor) -> Image.Image:
+    return Image.open(io.BytesIO(t.numpy().tobytes())).convert("RGB")
+
+
+def default_controlnet(pipe) -> str:
+    width = pipe.text_encoder.get_input_embeddings().weight.shape[1]
+    if width not in OPENPOSE_CONTROLNETS:
+        raise ActionBenchError(f"no default OpenPose ControlNet for token width {width}; set `controlnet` in the config")
+    return OPENPOSE_CONTROLNETS[width]
+
+
+def load_controlnet(name: str, device, dtype):
+    """A ``ControlNetModel`` from a local folder or the hub (cache only when offline)."""
+    from diffusers import ControlNetModel
+
+    local = os.path.isdir(name)
+    try:
+        model = ControlNetModel.from_pretrained(name, torch_dtype=dtype, local_files_only=local)
+    except Exception as err:
+        if local:
+            raise ActionBenchError(f"'{name}' is not a loadable diffusers ControlNet folder: {err}") from err
+        raise ActionBenchError(
+            f"ControlNet '{name}' could not be loaded ({type(err).__name__}): not in the Hugging Face cache and not "
+            f"downloadable from here. Run `huggingface-cli download {name} --local-dir DIR` elsewhere, then set "
+            f"`controlnet: DIR` in the config (--config FILE.yaml)"
+        ) from err
+    return model.to(device)
+
+
+class PosePromptEncoder(PromptEncoder):
+    """Plain text encoding; images are drawn by a ControlNet pipeline, one exemplar pose per seed."""
+
+    def __init__(self, pipe, controlnet_pipe, poses: list[Image.Image], scale: float):
+        super().__init__(pipe)
+        self.controlnet_pipe = controlnet_pipe
+        self.poses = poses
+        self.scale = scale
+
+    def generation_pipeline(self):
+        return self.controlnet_pipe
+
+    def pipeline_inputs(self, seeds: list[int]) -> dict:
+        return {"image": [self.poses[s % len(self.poses)] for s in seeds], "controlnet_conditioning_scale": self.scale}
+
+
+@register
+class ControlNetPose(Method):
+    name = "controlnet"
+    summary = "no learning: an OpenPose ControlNet on the exemplars' skeletons (Zhang et al. 2023)"
+    Config = ControlNetConfig
+
+    def setup(self, work_dir) -> None:
+        from .pose_drawing import openpose_detector, pose_image
+
+        cfg = self.config
+        detector = openpose_detector() if cfg.detector in ("auto", "openpose") else None
+        if cfg.detector == "openpose" and detector is None:
+            raise ActionBenchError("detector 'openpose' needs controlnet-aux (pip install controlnet-aux) and its weights")
+        self.poses = {}
+        for e in self.action_set.exemplars:
+            skeleton = pose_image(e.image(), cfg.pose_resolution, cfg.detector, detector)
+            if skeleton is not None:
+                self.poses[e.key] = skeleton
+        if not self.poses:
+            raise ActionBenchError(f"{self.action_set.root}: no person's pose was found in any exemplar")
+
+    def fill(self) -> str:
+        return self.config.phrase or self.action_set.phrase or ""
+
+    def learned_tensors(self) -> dict[str, torch.Tensor]:
+        return {f"pose.{key}": png_tensor(im) for key, im in self.poses.items()}
+
+    def extra_metadata(self) -> dict:
+        return {
+            "controlnet": self.config.controlnet or default_controlnet(self.pipe),
+            "conditioning_scale": self.config.conditioning_scale,
+            "poses": sorted(self.poses),
+            "missing_poses": sorted(e.key for e in self.action_set.exemplars if e.key not in self.poses),
+        }
+
+    @classmethod
+    def apply(cls, pipe, learned: LearnedAction) -> PromptEncoder:
+        from diffusers import StableDiffusionControlNetPipeline
+
+        name = learned.extra["controlnet"]
+        cached = getattr(pipe, "_actionbench_controlnet", None)  # generate() applies once per call: load once
+        if cached is None or cached[0] != name:
+            cached = (name, load_controlnet(name, pipe.unet.device, pipe.unet.dtype))
+            pipe._actionbench_controlnet = cached
+        runner = StableDiffusionControlNetPipeline(
+            vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=pipe.unet,
+            controlnet=cached[1], scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None,
+            requires_safety_checker=False,
+        )
+        runner.set_progress_bar_config(disable=True)
+        poses = [tensor_png(learned.tensors[f"pose.{k}"]) for k in learned.extra["poses"]]
+        return PosePromptEncoder(pipe, runner, poses, learned.extra["conditioning_scale"])
