@@ -24,8 +24,6 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from actionbench.errors import ActionBenchError
-
 MANIFEST_COLUMNS = ["image_id", "method", "method_name", "action", "subject", "index", "seed", "path", "prompt", "time_s"]
 VERDICT_COLUMNS = ["image_id", "judge", "action_ok", "subject_ok", "predicted_action", "predicted_subject", "score", "note"]
 
@@ -55,6 +53,12 @@ class ImageRecord:
 
 def append_jsonl(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+b") as f:  # a torn last line (a kill mid-write) stays alone on its line
+        f.seek(0, 2)
+        if f.tell():
+            f.seek(-1, 2)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
     with path.open("a", encoding="utf-8") as f:
         f.write(json.dumps(record, sort_keys=True) + "\n")
         f.flush()
@@ -63,15 +67,13 @@ def append_jsonl(path: Path, record: dict) -> None:
 def _read_jsonl(paths) -> list[dict]:
     out = []
     for p in sorted(paths):
-        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
             if not line.strip():
                 continue
             try:
                 out.append(json.loads(line))
             except json.JSONDecodeError:
-                # a process killed mid-write leaves at most one torn last line: skip it
-                if n != len(p.read_text(encoding="utf-8").splitlines()):
-                    raise ActionBenchError(f"{p}:{n}: not a JSON line") from None
+                continue  # a line torn by a kill mid-write: its image is redone on the next run
     return out
 
 

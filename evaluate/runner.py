@@ -141,19 +141,27 @@ def generate_unit(pipe, run_dir: Path, config: RunConfig, unit: Unit, learned, s
     made = 0
     for subject in subjects:
         todo = [k for k in range(config.images_per_pair) if image_id(unit.entry.label, unit.action, subject, k) not in done]
-        for k in todo:  # one image per call: each is recorded as soon as it exists
-            seed = config.seed + k  # the same seeds for every method and subject: paired comparisons
-            t0 = time.perf_counter()
-            (image,) = methods.generate(pipe, learned, f"{subject} {{}}", n=1, seed=seed, steps=config.steps,
-                                        guidance=config.guidance)
+        if not todo:
+            continue
+        t0 = time.perf_counter()
+        # Image k uses seed + k: the same seeds for every method and subject (paired comparisons).
+        # A whole subject is one batched call; a partly done one (a killed run) is finished image by image.
+        if todo == list(range(config.images_per_pair)):
+            images = methods.generate(pipe, learned, f"{subject} {{}}", n=len(todo), seed=config.seed,
+                                      steps=config.steps, guidance=config.guidance)
+        else:
+            images = [methods.generate(pipe, learned, f"{subject} {{}}", n=1, seed=config.seed + k, steps=config.steps,
+                                       guidance=config.guidance)[0] for k in todo]
+        per_image = (time.perf_counter() - t0) / len(todo)
+        for k, image in zip(todo, images):
             rel = Path("images") / unit.entry.label / unit.action / f"{slug(subject)}_{k}.png"
             (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
             tmp = run_dir / rel.with_suffix(".tmp.png")
             image.save(tmp)
-            tmp.replace(run_dir / rel)
+            tmp.replace(run_dir / rel)  # the record is written only once its image is complete on disk
             record = ImageRecord(image_id(unit.entry.label, unit.action, subject, k), unit.entry.label, unit.entry.method,
-                                 unit.action, subject, k, seed, rel.as_posix(),
-                                 methods.fill_prompt(f"{subject} {{}}", learned.fill), round(time.perf_counter() - t0, 3))
+                                 unit.action, subject, k, config.seed + k, rel.as_posix(),
+                                 methods.fill_prompt(f"{subject} {{}}", learned.fill), round(per_image, 3))
             append_jsonl(shard, record_dict(record))
             made += 1
     return made
