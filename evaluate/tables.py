@@ -112,7 +112,7 @@ def sources(run_dir: str | Path, which: str = "all") -> dict[str, pd.DataFrame]:
 
 
 def accuracy_table(manifest: pd.DataFrame, scores: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Long table: source, method, action ("all" = overall), question, n, acc, lo, hi (fractions)."""
+    """Long table: source, method, action ("all" = overall), question, images, n (judged), acc, lo, hi (fractions)."""
     rows = []
     methods = list(dict.fromkeys(manifest.method))
     actions = list(dict.fromkeys(manifest.action))
@@ -127,7 +127,8 @@ def accuracy_table(manifest: pd.DataFrame, scores: dict[str, pd.DataFrame]) -> p
                     n = int(len(vals))
                     acc = float(vals.mean()) if n else float("nan")
                     lo, hi = wilson(acc, n)
-                    rows.append(dict(source=source, method=method, action=action, question=q, n=n, acc=acc, lo=lo, hi=hi))
+                    rows.append(dict(source=source, method=method, action=action, question=q, images=int(len(part)), n=n,
+                                     acc=acc, lo=lo, hi=hi))
     return pd.DataFrame(rows)
 
 
@@ -165,9 +166,10 @@ def agreement_table(manifest: pd.DataFrame, ratings: pd.DataFrame, verdicts: pd.
 def summary(table: pd.DataFrame, action: str = "all", paper: bool = False) -> pd.DataFrame:
     """Wide view: one row per (source, method), 'acc [lo, hi]' in % for action / subject / total."""
     t = table[table.action == action]
-    out = []
+    out = []  # n: images with an answer (rated, or judged with a verdict); images: all generated
     for (source, method), g in t.groupby(["source", "method"], sort=False):
-        row = {"source": source, "method": method, "n": int(g[g.question == "action"].n.iloc[0])}
+        first = g[g.question == "action"].iloc[0]
+        row = {"source": source, "method": method, "images": int(first.images), "n": int(first.n)}
         for q in QUESTIONS:
             r = g[g.question == q].iloc[0]
             row[q] = "-" if r.n == 0 else f"{100 * r.acc:.2f} [{100 * r.lo:.1f}, {100 * r.hi:.1f}]"
@@ -176,9 +178,9 @@ def summary(table: pd.DataFrame, action: str = "all", paper: bool = False) -> pd
         for key in dict.fromkeys(t.method):
             if key in PAPER_TABLE1:
                 name, a, s, tot = PAPER_TABLE1[key]
-                out.append({"source": "paper (Table 1)", "method": key, "n": 736, "action": f"{a:.2f}",
+                out.append({"source": "paper (Table 1)", "method": key, "images": 736, "n": 736, "action": f"{a:.2f}",
                             "subject": f"{s:.2f}", "total": f"{tot:.2f}"})
-    return pd.DataFrame(out, columns=["source", "method", "n", *QUESTIONS])
+    return pd.DataFrame(out, columns=["source", "method", "images", "n", *QUESTIONS])
 
 
 def to_markdown(df: pd.DataFrame) -> str:

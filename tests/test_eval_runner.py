@@ -151,7 +151,7 @@ def test_cli_tables_and_judge_on_the_run(tiny_run, capsys):
     out, _, _ = tiny_run
     assert main(["tables", str(out), "--format", "csv"]) == 0
     csv = capsys.readouterr().out
-    assert csv.startswith("source,method,action,question,n,acc,lo,hi")
+    assert csv.startswith("source,method,action,question,images,n,acc,lo,hi")
     assert main(["tables", str(out / "nope")]) == 2
     assert "not a run folder" in capsys.readouterr().err
     assert main(["judge", str(out), "--judges", "pose"]) == 0  # every image judged already: nothing new

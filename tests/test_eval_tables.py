@@ -77,7 +77,7 @@ def test_accuracy_by_hand(tmp_path):
     lo, hi = t.loc[("human", "m2", "all", "action"), ["lo", "hi"]]
     assert (lo, hi) == pytest.approx(wilson(0.5, 2))
     # judge: None left out -> 1 of 3 ; subject never judged -> n 0
-    assert t.loc[("judge:pose", "m1", "all", "action"), ["n", "acc"]].tolist() == [3, pytest.approx(1 / 3)]
+    assert t.loc[("judge:pose", "m1", "all", "action"), ["images", "n", "acc"]].tolist() == [4, 3, pytest.approx(1 / 3)]
     assert t.loc[("judge:pose", "m1", "all", "subject"), "n"] == 0
 
 
@@ -98,14 +98,14 @@ def test_formats_and_paper_table(tmp_path):
     run, _ = make_run(tmp_path)
     tables = build_tables(run, source="human", paper=True)
     md = format_tables(tables, "md")
-    assert "| human | m1 | 4 | 37.50 [" in md and "### action: sit" in md and "### agreement" in md
+    assert "| human | m1 | 4 | 4 | 37.50 [" in md and "### action: sit" in md and "### agreement" in md
     assert "\\begin{tabular}" in format_tables(tables, "latex")
-    assert format_tables(tables, "csv").splitlines()[0] == "source,method,action,question,n,acc,lo,hi"
+    assert format_tables(tables, "csv").splitlines()[0] == "source,method,action,question,images,n,acc,lo,hi"
     manifest = pd.DataFrame({"image_id": ["adi/sit/a/0"], "method": ["adi"], "action": ["sit"]})
     long = accuracy_table(manifest, {"human": pd.DataFrame({"action": [1.0], "subject": [1.0], "total": [1.0]},
                                                            index=pd.Index(["adi/sit/a/0"], name="image_id"))})
     s = summary(long, paper=True)
-    assert s.iloc[-1].tolist() == ["paper (Table 1)", "adi", 736, "60.33", "85.87", "51.09"]
+    assert s.iloc[-1].tolist() == ["paper (Table 1)", "adi", 736, 736, "60.33", "85.87", "51.09"]
     assert to_markdown(s).count("\n") == 3
 
 
