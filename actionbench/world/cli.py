@@ -68,6 +68,23 @@ def _fidelity(args) -> int:
     return 0
 
 
+def _model_grid(args) -> int:
+    from ..models import load_pipeline
+    from .fidelity import model_grid
+
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    model_grid(load_pipeline(args.model), seed=args.seed, steps=args.steps, guidance=args.guidance).save(args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _curve(args) -> int:
+    from .train import plot_loss_curve
+
+    print(f"wrote {plot_loss_curve(args.out, args.png)}")
+    return 0
+
+
 def add_world_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``world`` and its subcommands on an argparse ``subparsers`` object."""
     from ..models import WORLD_MODEL_DIR
@@ -123,6 +140,18 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="JSON report path")
     p.set_defaults(func=_fidelity)
+    p = sub.add_parser("model-grid", help="subjects x named actions drawn by a model from text")
+    p.add_argument("--model", default="world")
+    p.add_argument("--out", default="docs/img/world_model_grid.png")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--guidance", type=float, default=7.5)
+    p.set_defaults(func=_model_grid)
+
+    p = sub.add_parser("curve", help="plot a training folder's loss curve")
+    p.add_argument("--out", default="scratch/world-train")
+    p.add_argument("--png", default="docs/img/world_training_curve.png")
+    p.set_defaults(func=_curve)
     return world
 
 

@@ -7,6 +7,8 @@ One command (``actionbench world train``) runs three resumable stages in ``--out
 2. ``data``: a fixed set of renders encoded once to latents, with their captions
    (``latents.safetensors`` + ``captions.json``); captions name the action except for the
    world's *unnamed* actions (``world.yaml``), whose captions leave the action out.
+   ``decoder``: the decoder alone trained further on the frozen encoder's latents
+   (``vae_decoder.safetensors``); it does not change the latents.
 3. ``unet``: the UNet and the text encoder together, epsilon prediction, min-SNR loss
    weighting, captions dropped to "" 10% of the time (classifier-free guidance), an EMA of
    the weights (learning rate constant after warmup, so a run stopped at step N is the
@@ -40,7 +42,7 @@ from . import render as R
 def world_spec() -> PipelineSpec:
     """The ActionWorld model's sizes: 64x64 RGB, 4x16x16 latents, SD 2.1's 16 cross-attention layers."""
     return PipelineSpec(
-        flavor="sd2", image_size=64, vae_channels=(32, 64, 64), latent_channels=4,
+        flavor="sd2", image_size=64, vae_channels=(16, 32, 64), latent_channels=4,
         unet_channels=(32, 64, 96, 128), layers_per_block=2, head_dim=16, norm_groups=8,
         text_width=64, text_layers=3, text_heads=4, text_ffn=256, prediction_type="epsilon",
     )
@@ -58,11 +60,14 @@ class TrainConfig:
     snr_gamma: float = 5.0
     drop_caption: float = 0.1
     ckpt_every: int = 200
-    vae_steps: int = 800
+    vae_steps: int = 1000
     vae_batch: int = 16
-    vae_lr: float = 1e-3
+    vae_lr: float = 2e-3
     kl_weight: float = 1e-6
     n_data: int = 24000
+    decoder_steps: int = 600
+    decoder_lr: float = 1e-3
+    decoder_latent_noise: float = 0.1
     threads: int = 2
     spec: dict = field(default_factory=lambda: asdict(world_spec()))
 
@@ -117,7 +122,7 @@ def train_vae(pipe, cfg: TrainConfig, out: Path):
         l1, mse = (rec - x).abs().mean(), F.mse_loss(rec, x)
         kl = post.kl().mean()
         loss = l1 + mse + cfg.kl_weight * kl
-        lr = cfg.vae_lr * min(1.0, (step + 1) / 100) * (0.5 * (1 + math.cos(math.pi * step / cfg.vae_steps)))
+        lr = cfg.vae_lr * min(1.0, (step + 1) / 50) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / cfg.vae_steps)))
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad(set_to_none=True)
@@ -152,6 +157,54 @@ def build_dataset(pipe, cfg: TrainConfig, out: Path):
     _atomic_save({"latents": latents}, lat_path)
     cap_path.write_text(json.dumps({"scaling_factor": scale, "captions": caps, "labels": labels}))
     return latents, caps, labels
+
+
+# --------------------------------------------------------------------------- stage 2b: decoder refinement
+def _decoder_state(vae) -> dict:
+    return {**{"decoder." + k: v for k, v in vae.decoder.state_dict().items()},
+            **{"post_quant_conv." + k: v for k, v in vae.post_quant_conv.state_dict().items()}}
+
+
+def refine_decoder(pipe, cfg: TrainConfig, out: Path):
+    """Train the VAE decoder further on the frozen encoder's latents (plus a little latent
+    noise, as the UNet's latents are never exact); saves ``vae_decoder.safetensors``.
+
+    The latents do not change, so this stage is independent of the UNet stage (it may run
+    beside it) and the result is the same as running it before.
+    """
+    path = out / "vae_decoder.safetensors"
+    vae = pipe.vae
+    if path.exists():
+        vae.load_state_dict({**vae.state_dict(), **load_file(str(path))})
+        return
+    if cfg.decoder_steps <= 0:
+        return
+    params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.decoder_lr, weight_decay=0.0)
+    rng = np.random.default_rng([cfg.seed, 3])
+    scale = vae.config.scaling_factor
+    vae.eval()
+    vae.decoder.train()
+    t0 = time.time()
+    for step in range(cfg.decoder_steps):
+        imgs, _ = random_renders(cfg.vae_batch, rng)
+        x = to_tensor(imgs)
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.mean
+            g = torch.Generator().manual_seed(cfg.seed * 100019 + step)
+            z = z + (cfg.decoder_latent_noise / scale) * torch.randn(z.shape, generator=g)
+        rec = vae.decode(z).sample
+        l1, mse = (rec - x).abs().mean(), F.mse_loss(rec, x)
+        loss = l1 + mse
+        lr = cfg.decoder_lr * min(1.0, (step + 1) / 50) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / cfg.decoder_steps)))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        _log(out / "decoder_log.jsonl", step=step, loss=loss.item(), l1=l1.item(), mse=mse.item(), t=round(time.time() - t0, 2))
+    vae.eval()
+    _atomic_save(_decoder_state(vae), path)
 
 
 # --------------------------------------------------------------------------- stage 3: UNet + text
@@ -275,6 +328,8 @@ def pipeline_from_checkpoint(out: str | Path, use_ema: bool = True):
     pipe.vae.load_state_dict(load_file(str(out / "vae.safetensors")))
     meta = json.loads((out / "captions.json").read_text())
     pipe.vae.register_to_config(scaling_factor=meta["scaling_factor"])
+    if (out / "vae_decoder.safetensors").exists():
+        pipe.vae.load_state_dict({**pipe.vae.state_dict(), **load_file(str(out / "vae_decoder.safetensors"))})
     named = _trainable(pipe)
     t = load_file(str(out / "unet.ckpt.safetensors"))
     from safetensors import safe_open
@@ -298,14 +353,44 @@ def train(cfg: TrainConfig, resume: bool = False, export_dir: str | Path | None 
         old["steps"] = cfg.steps  # a resumed run may be extended
         cfg = TrainConfig(**old)
     elif not resume:
-        for name in ("vae.safetensors", "latents.safetensors", "captions.json", "unet.ckpt.safetensors", "vae_log.jsonl"):
+        for name in ("vae.safetensors", "latents.safetensors", "captions.json", "unet.ckpt.safetensors", "vae_log.jsonl",
+                     "vae_decoder.safetensors", "decoder_log.jsonl"):
             (out / name).unlink(missing_ok=True)
     cfg_path.write_text(json.dumps(asdict(cfg), indent=1))
     torch.manual_seed(cfg.seed)
     pipe = build_pipeline(_spec(cfg), seed=cfg.seed)
     train_vae(pipe, cfg, out)
     latents, captions, _ = build_dataset(pipe, cfg, out)
+    refine_decoder(pipe, cfg, out)
     ema = train_unet(pipe, latents, captions, cfg, out, resume, stop_at)
     if export_dir:
         return export(pipe, ema, export_dir, step=cfg.steps, cfg=cfg)
     return None
+
+
+def plot_loss_curve(out: str | Path, png: str | Path, smooth: int = 100) -> Path:
+    """Plot ``log.jsonl``'s loss (raw and moving average) to ``png`` (needs matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in open(Path(out) / "log.jsonl")]
+    steps = np.array([r["step"] for r in rows])
+    loss = np.array([r["loss"] for r in rows])
+    k = max(1, min(smooth, len(loss) // 5))
+    avg = np.convolve(loss, np.ones(k) / k, mode="valid")
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    ax.plot(steps, loss, color="0.8", lw=0.6, label="loss per step")
+    ax.plot(steps[k - 1 :], avg, color="C0", lw=1.5, label=f"moving average ({k})")
+    ax.set_xlabel("UNet + text-encoder step (batch 32)")
+    ax.set_ylabel("min-SNR-weighted eps MSE")
+    ax.set_ylim(0, float(np.percentile(loss, 99)) * 1.05)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png)
+    plt.close(fig)
+    return png
