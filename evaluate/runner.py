@@ -3,9 +3,9 @@
 For each (method, action) unit: learn the action (or reuse ``learned/<label>/<action>``,
 or a file the config points to), then generate K images for every subject, then let the
 judges look at them. Work already on disk is skipped, so a rerun resumes. Under
-``accelerate launch`` units are dealt round-robin to the processes, each on its own GPU
-and writing its own shards; all wait at a barrier, then process 0 merges the shards and
-writes the report.
+``accelerate launch`` (or ``torchrun``) units are dealt round-robin to the processes, each
+on its own GPU and writing its own shards; the last process to finish merges the shards
+and writes the report.
 
     >>> from evaluate import runner
     >>> run_dir = runner.run(RunConfig.from_yaml("tiny"))
@@ -37,29 +37,30 @@ class Unit:
 
 @dataclass
 class Processes:
-    """Which share of the work this process does (one process without accelerate)."""
+    """Which share of the work this process does (one process without a launcher)."""
 
     rank: int = 0
     world: int = 1
     device: str | None = None
 
-    def barrier(self) -> None:
-        if self.world > 1:
-            from accelerate import PartialState
-
-            PartialState().wait_for_everyone()
-
 
 def current_processes() -> Processes:
-    """Rank, number of processes and device from accelerate when launched by it."""
+    """Rank, number of processes and device from the launcher's environment.
+
+    ``accelerate launch`` and ``torchrun`` both set RANK, WORLD_SIZE and LOCAL_RANK; each
+    process takes the GPU of its local rank. No process group is needed: processes never
+    talk, they write their own shards (see ``finish_process``).
+    """
     import os
 
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return Processes()
-    from accelerate import PartialState
+    import torch
 
-    state = PartialState()
-    return Processes(state.process_index, state.num_processes, str(state.device))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Processes()
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+    return Processes(rank, world, device)
 
 
 def resolve_subjects(config: RunConfig) -> list[str]:
@@ -232,6 +233,8 @@ def run(config: RunConfig, pipe=None, processes: Processes | None = None, log=pr
     """
     procs = processes or current_processes()
     run_dir = prepare_run_dir(config)
+    stale = run_dir / "processes" / f"done-{procs.rank:03d}-of-{procs.world:03d}"
+    stale.unlink(missing_ok=True)
     if procs.rank == 0:
         data = config.to_dict()
         (run_dir / "run.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
@@ -256,10 +259,22 @@ def run(config: RunConfig, pipe=None, processes: Processes | None = None, log=pr
         device = procs.device or config.device or "cpu"
         counts = judge_images(run_dir, config, config.judges, action_sets, subjects, procs.rank, my_ids, device, log)
         log("judged: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    procs.barrier()
-    if procs.rank == 0:
-        finish(run_dir, config, action_sets)
+    finish_process(run_dir, config, action_sets, procs)
     return run_dir
+
+
+def finish_process(run_dir: Path, config: RunConfig, action_sets: dict, procs: Processes) -> None:
+    """Mark this process done; the process that finds every process done merges and reports.
+
+    No barrier (a fast process would time out waiting hours for a slow one): the last
+    process to finish always sees every done-mark, so it merges everything. A mark left by
+    an earlier launch can only cause an extra, early merge, which the last one redoes.
+    """
+    marks = run_dir / "processes"
+    marks.mkdir(exist_ok=True)
+    (marks / f"done-{procs.rank:03d}-of-{procs.world:03d}").write_text(f"{time.time()}\n")
+    if all((marks / f"done-{r:03d}-of-{procs.world:03d}").exists() for r in range(procs.world)):
+        finish(run_dir, config, action_sets)
 
 
 def finish(run_dir: Path, config: RunConfig, action_sets: dict) -> None:

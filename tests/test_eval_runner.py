@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from evaluate.config import RunConfig
@@ -116,10 +117,13 @@ def test_processes_split_the_work_and_merge(tmp_path):
     run(cfg, pipe=pipe, processes=Processes(1, 2), log=lambda *_: None)
     first = read_manifest(tmp_path / "s")
     assert set(first.action) == {"salute"}  # rank 1 of 2: the second unit
+    assert not (tmp_path / "s" / "report.html").exists()  # rank 0 has not finished: nobody merges yet
     run(cfg, pipe=pipe, processes=Processes(0, 2), log=lambda *_: None)
     m = read_manifest(tmp_path / "s")
     assert len(m) == 12 and set(m.action) == set(ACTIONS)
     assert {p.name for p in (tmp_path / "s" / "manifest").iterdir()} == {"part-000.jsonl", "part-001.jsonl"}
+    assert len(pd.read_csv(tmp_path / "s" / "manifest.csv")) == 12  # the last to finish merged both shards
+    assert "salute" in (tmp_path / "s" / "report.html").read_text()
 
 
 def test_run_folder_refuses_other_settings(tiny_run):
