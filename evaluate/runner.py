@@ -277,11 +277,29 @@ def finish_process(run_dir: Path, config: RunConfig, action_sets: dict, procs: P
         finish(run_dir, config, action_sets)
 
 
+def time_per_method(run_dir: Path, manifest) -> dict:
+    """Seconds spent per method: learning (all actions) and generating (all images), as recorded."""
+    learn: dict[str, float] = {}
+    timing = run_dir / "timing.jsonl"
+    if timing.exists():
+        for line in timing.read_text().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                learn[rec["method"]] = learn.get(rec["method"], 0.0) + rec["learn_s"]
+    out = {}
+    for method, g in manifest.groupby("method", sort=False):
+        gen = float(g.time_s.sum())
+        out[method] = {"learn_s": round(learn.get(method, 0.0), 1), "generate_s": round(gen, 1),
+                       "per_image_s": round(gen / max(len(g), 1), 3), "images": int(len(g))}
+    return out
+
+
 def finish(run_dir: Path, config: RunConfig, action_sets: dict) -> None:
     """Merge shards and write the report (process 0, after every process is done)."""
     from .report import write_report
 
     write_merged(run_dir)
     write_report(run_dir, action_sets)
-    summary = {"images": int(len(read_manifest(run_dir))), "config": config.name}
+    manifest = read_manifest(run_dir)
+    summary = {"config": config.name, "images": int(len(manifest)), "time_per_method_s": time_per_method(run_dir, manifest)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
