@@ -60,7 +60,7 @@ def _spec_archs() -> dict:
         "tiny": PipelineSpec(),  # the tests' topology: 32 px images, 16x16 latents
         # A mid-size model for a 2-core CPU: SD's layout at 1/5 width, 32x32 latents.
         "mid": PipelineSpec(
-            image_size=256, vae_channels=(8, 16, 16, 16), unet_channels=(64, 128, 256, 256), head_dim=32,
+            image_size=256, vae_channels=(32, 32, 32, 32), unet_channels=(64, 128, 256, 256), head_dim=32,
             norm_groups=32, text_width=256, text_layers=4, text_heads=4, text_ffn=1024,
         ),
     }
@@ -346,20 +346,47 @@ def _is_attention(op: str) -> bool:
     return "attention" in op or op in ("bmm", "baddbmm")
 
 
+class _Held:
+    """What autograd keeps for a saved tensor while counting: the tensor and its storage."""
+
+    __slots__ = ("tensor", "storage", "__weakref__")
+
+    def __init__(self, tensor):
+        self.tensor = tensor
+        self.storage = tensor.untyped_storage()
+
+
 def count_step(step: Callable[[], None]) -> dict:
-    """FLOPs of one step, and the bytes autograd keeps for the backward (distinct storages)."""
-    storages = {}
+    """FLOPs of one step, and the peak bytes of tensors autograd holds for backwards (distinct storages).
+
+    Saved tensors are tracked until autograd lets them go, so three passes one after the
+    other count one pass's activations, as a GPU's allocator would see them.
+    """
+    import weakref
+
+    holders: Counter = Counter()  # storage id -> how many saved tensors use it
+    live, peak = [0], [0]
+
+    def release(key, nbytes):
+        holders[key] -= 1
+        if holders[key] == 0:
+            del holders[key]
+            live[0] -= nbytes
 
     def pack(t):
-        s = t.untyped_storage()
-        storages[id(s)] = (s, s.nbytes())
-        return t
+        held = _Held(t)
+        key, nbytes = id(held.storage), held.storage.nbytes()
+        if holders[key] == 0:
+            live[0] += nbytes
+            peak[0] = max(peak[0], live[0])
+        holders[key] += 1
+        weakref.finalize(held, release, key, nbytes)
+        return held
 
-    with _unchecked_encode(), _fused_attention(), Count() as c, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with _unchecked_encode(), _fused_attention(), Count() as c, torch.autograd.graph.saved_tensors_hooks(pack, lambda h: h.tensor):
         step()
-    saved = sum(n for _, n in storages.values())
     attention = sum(v for k, v in c.by_op.items() if _is_attention(k))
-    return {"gflop": c.total / 1e9, "gflop_without_attention": (c.total - attention) / 1e9, "saved_gb": saved / 2**30}
+    return {"gflop": c.total / 1e9, "gflop_without_attention": (c.total - attention) / 1e9, "saved_gb": peak[0] / 2**30}
 
 
 def weights_gb(pipe) -> float:
@@ -623,6 +650,19 @@ def run_speed(model: str = "tiny", device: str = "cpu", precisions=("fp32",), ch
     return result
 
 
+def merge_counts(result: dict, counted: dict) -> None:
+    """Take FLOP / activation counts (and reference counts) from an earlier count-only run of the same model."""
+    keys = ("gflop", "gflop_without_attention", "saved_gb", "weights_gb")
+    by = {(r["setting"], r["variant"]): r for r in counted.get("rows", [])}
+    for row in result["rows"]:
+        # fp16 and bf16 count alike (2-byte weights and activations, the same operations)
+        same = row["setting"].replace("fp16", "bf16")
+        found = by.get((row["setting"], row["variant"])) or by.get((same, row["variant"]), {})
+        row.update({k: found[k] for k in keys if k in found})
+    if counted.get("model") == result["model"]:
+        result["floor_counts"] = result.get("floor_counts") or counted.get("floor_counts")
+
+
 def cmd_speed(args) -> None:
     from actionbench.errors import ActionBenchError
 
@@ -638,8 +678,13 @@ def cmd_speed(args) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     ckpt = {"off": (False,), "on": (True,), "both": (False, True)}[args.checkpointing]
+    counts_from = Path(args.counts) if args.counts else None
+    if counts_from is not None and not counts_from.is_file():
+        raise ActionBenchError(f"--counts {counts_from}: no such file (write one with --iters 0)")
     result = run_speed(args.model, device, precisions, ckpt, variants, args.iters, args.warmup,
-                       count=not args.no_count, e2e=args.e2e, gen_steps=args.gen_steps)
+                       count=not (args.no_count or counts_from), e2e=args.e2e, gen_steps=args.gen_steps)
+    if counts_from is not None:
+        merge_counts(result, json.loads(counts_from.read_text()))
     import sys
 
     result["command"] = " ".join(["actionbench", *sys.argv[1:]]) if sys.argv[0].endswith(("actionbench", "__main__.py")) else None
@@ -665,6 +710,7 @@ def add_parser(sub) -> None:
     p.add_argument("--iters", type=int, default=3, help="timed steps per variant, median reported (0: count only; default 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps per variant first (default 1)")
     p.add_argument("--no-count", action="store_true", help="skip the FLOP / activation counts on the meta device")
+    p.add_argument("--counts", help="take the counts from this JSON of an earlier `--iters 0` run instead of counting")
     p.add_argument("--e2e", action="store_true", help="also the end-to-end time to learn one action, paper recipe vs suite")
     p.add_argument("--gen-steps", type=int, default=50, help="DDIM steps timed for generation in --e2e, scaled to 50 (default 50)")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
