@@ -18,7 +18,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from annotate_app.store import RatingStore, rating_order
+from annotate_app.store import RatingStore, rating_order, widget_key
 
 
 def _run_dir() -> Path:
@@ -50,8 +50,11 @@ def _exemplars(run_dir: str, action: str) -> list[str]:
 
     config = yaml.safe_load((Path(run_dir) / "run.yaml").read_text()) or {}
     bench = Path(config.get("benchmark", "../shared/ActionBench"))
-    folder = bench / action
-    if not folder.is_dir():
+    # a relative benchmark path is relative to where the run was started: here, or the
+    # project root above results/<run>
+    candidates = [bench / action] if bench.is_absolute() else [bench / action, Path(run_dir).resolve().parents[1] / bench / action]
+    folder = next((c for c in candidates if c.is_dir()), None)
+    if folder is None:
         return []
     return [str(e.image_path) for e in load_action(folder, verify_images=False).exemplars]
 
@@ -132,9 +135,9 @@ def main() -> None:
             current = given.get(question)
             st.markdown(f"**{text}**" + ("" if current is None else f"  (your answer: {'yes' if current else 'no'})"))
             c1, c2 = st.columns(2)
-            c1.button("Yes", key=f"{question}-yes-{image_id}", on_click=_answer,
+            c1.button("Yes", key=widget_key(question, "yes", image_id), on_click=_answer,
                       args=(store, rater, image_id, question, True), type="primary" if current is True else "secondary")
-            c2.button("No", key=f"{question}-no-{image_id}", on_click=_answer,
+            c2.button("No", key=widget_key(question, "no", image_id), on_click=_answer,
                       args=(store, rater, image_id, question, False), type="primary" if current is False else "secondary")
 
 

@@ -87,6 +87,12 @@ def rating_order(image_ids: list[str], rater: str) -> list[str]:
     return order
 
 
+def widget_key(question: str, answer: str, image_id: str) -> str:
+    """An opaque key for an answer button: Streamlit puts keys into the page (CSS classes),
+    and image ids name the method, which raters must not see."""
+    return f"{question}-{answer}-{hashlib.sha256(image_id.encode()).hexdigest()[:16]}"
+
+
 def _b(x) -> bool | None:
     return None if x is None else bool(x)
 

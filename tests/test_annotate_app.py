@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from annotate_app.store import RatingStore, rating_order
+from annotate_app.store import RatingStore, rating_order, widget_key
 from evaluate.manifest import append_jsonl, manifest_shard
 
 APP = Path(__file__).resolve().parents[1] / "annotate_app" / "app.py"
@@ -54,13 +54,14 @@ def test_rating_protocol(run_dir):
     assert "0 of 4 rated" in at.sidebar.get("progress")[0].proto.text
     html = [m.value for m in at.markdown if "<img" in m.value]
     assert [h.count("<img") for h in html] == [10, 1] and "image 1 of 4" in html[1]  # exemplars, then the image
-    at.button(key=f"action_ok-yes-{order[0]}").click().run()
+    at.button(key=widget_key("action_ok", "yes", order[0])).click().run()
     # stored at once, before the second question is answered
     assert RatingStore(run_dir).for_rater("ann") == {order[0]: {"action_ok": True, "subject_ok": None}}
-    at.button(key=f"subject_ok-no-{order[0]}").click().run()
+    at.button(key=widget_key("subject_ok", "no", order[0])).click().run()
     assert RatingStore(run_dir).complete("ann") == {order[0]}
     assert "1 of 4 rated" in at.sidebar.get("progress")[0].proto.text
-    assert any(b.key == f"action_ok-yes-{order[1]}" for b in at.button)  # next image, in the rater's order
+    assert any(b.key == widget_key("action_ok", "yes", order[1]) for b in at.button)  # next image, in the rater's order
+    assert not any("secret" in (b.key or "") for b in at.button)  # keys end up in the page: no method names
 
 
 def test_a_second_rater_and_a_fresh_session_continue(run_dir):
@@ -72,8 +73,8 @@ def test_a_second_rater_and_a_fresh_session_continue(run_dir):
     at = app().run()
     at.sidebar.text_input(key="rater").input("bob").run()
     assert "3 of 4 rated" in at.sidebar.get("progress")[0].proto.text
-    at.button(key=f"action_ok-no-{order[3]}").click().run()
-    at.button(key=f"subject_ok-yes-{order[3]}").click().run()
+    at.button(key=widget_key("action_ok", "no", order[3])).click().run()
+    at.button(key=widget_key("subject_ok", "yes", order[3])).click().run()
     assert "All 4 images rated" in at.success[0].value
     assert rating_order(order, "bob") == order and rating_order(order, "ann") != order  # per-rater shuffle
 

@@ -46,7 +46,8 @@ def start_server(run_dir, port):
 
 
 def kill(proc):
-    os.killpg(proc.pid, signal.SIGKILL)  # the server's own process group (start_new_session), no cleanup
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)  # the server's own process group (start_new_session), no cleanup
     proc.wait()
 
 
@@ -55,8 +56,10 @@ def rate(page, name, answers, screenshot=None):
     page.get_by_label("Your name").press("Enter")
     for i, (action, subject) in enumerate(answers):
         page.get_by_text("Does the image show the action").wait_for()
-        done = f"{i} of 4 rated"
-        page.get_by_text(done).wait_for()
+        page.get_by_text(f"{i} of 4 rated").wait_for()
+        page.get_by_text(f"image {i + 1} of 4").wait_for()
+        # the page has re-rendered for this image (no stale buttons of the last one): no answer shown yet
+        page.wait_for_function("!document.body.innerText.includes('(your answer:')")
         if i == 0:  # every image loaded (exemplars and the generated one)
             page.wait_for_function("[...document.images].length >= 11 && [...document.images].every(i => i.naturalWidth > 0)")
             if screenshot:
