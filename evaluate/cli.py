@@ -129,7 +129,7 @@ def add_tables(sub) -> None:
                                    "overall; agreement between raters and between raters and judges.")
     p.add_argument("run_dir", help="run folder")
     p.add_argument("--format", default="md", choices=["md", "csv", "latex"], help="output format (default md)")
-    p.add_argument("--source", default="all", help="all, human, judges, or judge:NAME (default all)")
+    p.add_argument("--source", default="all", help="all (= both), human, judges, or judge:NAME (default all)")
     p.add_argument("--paper", action="store_true", help="print the paper's Table 1 beside ours")
     p.add_argument("--out", help="write to this file instead of printing")
     p.set_defaults(func=cmd_tables)

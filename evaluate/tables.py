@@ -93,6 +93,7 @@ def sources(run_dir: str | Path, which: str = "all") -> dict[str, pd.DataFrame]:
 
     from .manifest import read_verdicts
 
+    which = "all" if which == "both" else which
     out = {}
     if which in ("all", "human"):
         ratings = read_ratings(run_dir)

@@ -163,3 +163,21 @@ def test_cli_tables_and_judge_on_the_run(tiny_run, capsys):
     assert main(["judge", str(out), "--judges", "nosuch"]) == 2
     summary = json.loads((out / "summary.json").read_text())
     assert summary["images"] == 24
+
+
+def test_cli_run_with_a_config_file(tmp_path, capsys):
+    """`actionbench run --config FILE` on the built-in tiny model (`model: tiny`)."""
+    import yaml
+
+    from actionbench.cli import main
+
+    if not ACTIONBENCH.is_dir():
+        pytest.skip("ActionBench not found")
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(dict(name="cli", model="tiny", benchmark=str(ACTIONBENCH), methods=["sd"],
+                                       actions=["sit"], subjects=["A dog"], images_per_pair=1, steps=1)))
+    assert main(["run", "--config", str(cfg), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    assert "report.html" in capsys.readouterr().out
+    assert len(read_manifest(tmp_path / "out")) == 1 and (tmp_path / "out" / "images" / "sd" / "sit" / "a_dog_0.png").is_file()
+    assert main(["run", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "run config not found" in capsys.readouterr().err
