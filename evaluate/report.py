@@ -44,6 +44,21 @@ def _badge(judge: str, v) -> str:
     return f"<span title='{title}'>{html.escape(judge)} A{act} S{sub}</span>"
 
 
+def _judge_summary(manifest, verdicts) -> str:
+    """Judges' accuracy per method (overall): judged / generated, action and subject in %."""
+    if verdicts.empty:
+        return ""
+    from .tables import accuracy_table, judge_scores, summary
+
+    scores = {f"judge:{j}": judge_scores(verdicts, j) for j in sorted(set(verdicts.judge))}
+    table = summary(accuracy_table(manifest, scores))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in row) + "</tr>"
+                   for row in table.itertuples(index=False))
+    return (f"<h2>Judges</h2><p>n = images the judge could tell about; % with 95% interval. Human ratings: "
+            f"<code>actionbench annotate</code>, then <code>actionbench tables</code>.</p><table><tr>{head}</tr>{body}</table>")
+
+
 def write_report(run_dir: str | Path, action_sets: dict, out: str | Path | None = None) -> Path:
     """Write ``report.html`` into the run folder (or ``out``) and return its path."""
     run_dir = Path(run_dir)
@@ -58,6 +73,7 @@ def write_report(run_dir: str | Path, action_sets: dict, out: str | Path | None 
              f"<h1>Run {html.escape(run_dir.name)}</h1>",
              f"<p>{len(manifest)} images, {len(methods)} methods: {html.escape(', '.join(methods))}. "
              "Badges: judge, A = action, S = subject (&#10003; right, &#10007; wrong, ? cannot tell).</p>"]
+    parts.append(_judge_summary(manifest, verdicts))
     for action in dict.fromkeys(manifest.action):
         rows = manifest[manifest.action == action]
         parts.append(f"<h2 id='{html.escape(action)}'>{html.escape(action)}</h2>")
