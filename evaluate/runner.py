@@ -14,6 +14,7 @@ and writes the report.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,8 +52,6 @@ def current_processes() -> Processes:
     process takes the GPU of its local rank. No process group is needed: processes never
     talk, they write their own shards (see ``finish_process``).
     """
-    import os
-
     import torch
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -235,9 +234,10 @@ def run(config: RunConfig, pipe=None, processes: Processes | None = None, log=pr
     run_dir = prepare_run_dir(config)
     stale = run_dir / "processes" / f"done-{procs.rank:03d}-of-{procs.world:03d}"
     stale.unlink(missing_ok=True)
-    if procs.rank == 0:
-        data = config.to_dict()
-        (run_dir / "run.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    if procs.rank == 0:  # written whole, then renamed: other processes never read half a file
+        tmp = run_dir / f"run.yaml.{os.getpid()}.tmp"
+        tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        os.replace(tmp, run_dir / "run.yaml")
     action_sets = load_run_benchmark(config)
     subjects = resolve_subjects(config)
     all_units = units(config, list(action_sets))
