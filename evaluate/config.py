@@ -36,13 +36,15 @@ class RunConfig:
     steps: int = 50  # DDIM steps
     guidance: float = 7.5
     seed: int = 0
-    judges: list[str] = field(default_factory=list)
+    judges: list[str] | None = None  # None: ["world"] for the ActionWorld model, else ["pose"]
     judge_options: dict = field(default_factory=dict)  # judge name -> keyword options
     out: str | None = None  # run folder (default results/<name>)
     device: str | None = None
     dtype: str = "fp32"
 
     def __post_init__(self):
+        if self.judges is None:
+            self.judges = ["world"] if self.model == "world" else ["pose"]
         if self.images_per_pair < 1:
             raise ActionBenchError(f"images_per_pair must be >= 1 (got {self.images_per_pair})")
         if self.steps < 1:

@@ -145,6 +145,8 @@ def test_config_errors_are_one_line():
         RunConfig.from_dict({"methods": []})
     with pytest.raises(ActionBenchError, match="unique"):
         RunConfig.from_dict({"methods": ["sd", "sd"]})
+    assert RunConfig.from_dict({"methods": ["sd"], "model": "world"}).judges == ["world"]  # the default judge
+    assert RunConfig.from_dict({"methods": ["sd"]}).judges == ["pose"]
     paper = RunConfig.from_yaml("paper")
     assert (paper.images_per_pair, paper.steps, paper.guidance, paper.actions, paper.subjects) == (4, 50, 7.5, None, None)
 
@@ -175,7 +177,7 @@ def test_cli_run_with_a_config_file(tmp_path, capsys):
         pytest.skip("ActionBench not found")
     cfg = tmp_path / "run.yaml"
     cfg.write_text(yaml.safe_dump(dict(name="cli", model="tiny", benchmark=str(ACTIONBENCH), methods=["sd"],
-                                       actions=["sit"], subjects=["A dog"], images_per_pair=1, steps=1)))
+                                       actions=["sit"], subjects=["A dog"], images_per_pair=1, steps=1, judges=[])))
     assert main(["run", "--config", str(cfg), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
     assert "report.html" in capsys.readouterr().out
     assert len(read_manifest(tmp_path / "out")) == 1 and (tmp_path / "out" / "images" / "sd" / "sit" / "a_dog_0.png").is_file()
