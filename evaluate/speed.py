@@ -34,6 +34,7 @@ import copy
 import json
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -430,7 +431,7 @@ def _prepare(arch, device, setting: Setting):
 
 
 def measure(arch: dict, device: str, settings: list[Setting], variants: list[str], iters: int, warmup: int,
-            count: bool = True, log=print) -> list[dict]:
+            count: bool = True, log=print, on_rows=None) -> list[dict]:
     """Time (and count on the meta device) every variant in every setting -> rows."""
     rows = []
     dev = torch.device(device)
@@ -457,6 +458,8 @@ def measure(arch: dict, device: str, settings: list[Setting], variants: list[str
         del pipe, steps
         if dev.type == "cuda":
             torch.cuda.empty_cache()
+        if on_rows is not None:
+            on_rows(rows)  # e.g. save what is measured so far
     return rows
 
 
@@ -631,7 +634,7 @@ def format_table(result: dict) -> str:
 
 def run_speed(model: str = "tiny", device: str = "cpu", precisions=("fp32",), checkpointing=(False,),
               variants=VARIANTS, iters: int = 3, warmup: int = 1, count: bool = True, e2e: bool = False,
-              gen_steps: int = 50, log=print) -> dict:
+              gen_steps: int = 50, log=print, partial_out: Path | None = None) -> dict:
     """The whole benchmark as a Python call; returns the result dict (see ``format_table``)."""
     arch = load_arch(model)
     settings = [Setting(p, c) for p in precisions for c in checkpointing]
@@ -642,7 +645,12 @@ def run_speed(model: str = "tiny", device: str = "cpu", precisions=("fp32",), ch
         "floor_counts": floor_counts(arch) if count else None,
     }
     del probe
-    result["rows"] = measure(arch, device, settings, list(variants), iters, warmup, count, log)
+    def save_partial(rows):
+        if partial_out is not None:
+            partial_out.parent.mkdir(parents=True, exist_ok=True)
+            partial_out.write_text(json.dumps({**result, "rows": rows, "partial": True}, indent=1))
+
+    result["rows"] = measure(arch, device, settings, list(variants), iters, warmup, count, log, on_rows=save_partial)
     result["end_to_end"] = []
     if e2e and iters > 0:
         for setting in settings:
@@ -690,17 +698,19 @@ def cmd_speed(args) -> None:
     counts_from = Path(args.counts) if args.counts else None
     if counts_from is not None and not counts_from.is_file():
         raise ActionBenchError(f"--counts {counts_from}: no such file (write one with --iters 0)")
+    out = Path(args.out or f"results/speed-{load_arch(args.model)['name']}-{device}.json")
     result = run_speed(args.model, device, precisions, ckpt, variants, args.iters, args.warmup,
-                       count=not (args.no_count or counts_from), e2e=args.e2e, gen_steps=args.gen_steps)
+                       count=not (args.no_count or counts_from), e2e=args.e2e, gen_steps=args.gen_steps,
+                       partial_out=out.with_suffix(".partial.json"))
     if counts_from is not None:
         merge_counts(result, json.loads(counts_from.read_text()))
-    import sys
-
     result["command"] = " ".join(["actionbench", *sys.argv[1:]]) if sys.argv[0].endswith(("actionbench", "__main__.py")) else None
     print(format_table(result))
-    out = Path(args.out or f"results/speed-{result['model']}-{device}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
+    partial = out.with_suffix(".partial.json")
+    if partial.exists():
+        partial.unlink()
     print(f"wrote {out}")
 
 
