@@ -26,7 +26,7 @@ def test_training_is_resumable_and_reproducible(tmp_path):
     spec = PipelineSpec(image_size=64, vae_channels=(8, 8, 8), unet_channels=(8, 8, 16, 16), head_dim=8, norm_groups=4,
                         text_width=16, text_layers=1, text_heads=2, text_ffn=32)
     def cfg(out, steps):
-        return TrainConfig(out=str(out), steps=steps, batch=4, vae_steps=2, vae_batch=2, n_data=16, ckpt_every=2, spec=asdict(spec))
+        return TrainConfig(out=str(out), steps=steps, batch=4, vae_steps=2, vae_batch=2, n_data=16, decoder_steps=2, ckpt_every=2, spec=asdict(spec))
 
     train(cfg(tmp_path / "a", 4), export_dir=None)
     train(cfg(tmp_path / "b", 4), export_dir=None, stop_at=2)  # interrupted after 2 steps

@@ -54,9 +54,9 @@ class TrainConfig:
     seed: int = 0
     steps: int = 6000  # UNet steps
     batch: int = 32
-    lr: float = 5e-4
+    lr: float = 8e-4
     warmup: int = 200
-    ema: float = 0.999
+    ema: float = 0.995
     snr_gamma: float = 5.0
     drop_caption: float = 0.1
     ckpt_every: int = 200
@@ -339,7 +339,9 @@ def pipeline_from_checkpoint(out: str | Path, use_ema: bool = True):
     with torch.no_grad():
         for k, p in named:
             p.copy_(t[("ema." if use_ema else "model.") + k])
-    return pipe.eval(), step, cfg
+    pipe.unet.eval()
+    pipe.text_encoder.eval()
+    return pipe, step, cfg
 
 
 def train(cfg: TrainConfig, resume: bool = False, export_dir: str | Path | None = WORLD_MODEL_DIR, stop_at: int | None = None):
