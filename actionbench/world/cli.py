@@ -123,11 +123,11 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--export", default=str(WORLD_MODEL_DIR))
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("train-judge", help="train the (subject, action) judge on renders")
+    p = sub.add_parser("train-judge", help="train the (subject, action) judge on renders")  # committed judge: --threads 1
     p.add_argument("--out", default=str(JUDGE_DIR))
-    p.add_argument("--n-train", type=int, default=12000)
+    p.add_argument("--n-train", type=int, default=14000)
     p.add_argument("--n-test", type=int, default=2000)
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=_train_judge)

@@ -93,7 +93,7 @@ def accuracy(judge: Judge, x, ys, ya, batch: int = 256) -> tuple[float, float]:
     return cs / len(x), ca / len(x)
 
 
-def train_judge(out: str | Path = JUDGE_DIR, n_train: int = 16000, n_test: int = 2000, epochs: int = 6,
+def train_judge(out: str | Path = JUDGE_DIR, n_train: int = 14000, n_test: int = 2000, epochs: int = 12,
                 batch: int = 64, lr: float = 2e-3, seed: int = 0, threads: int = 2, log=print) -> dict:
     """Train on ``n_train`` renders, test on ``n_test`` held-out renders (other seeds); save and return the report."""
     torch.set_num_threads(threads)
