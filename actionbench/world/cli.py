@@ -70,11 +70,15 @@ def _fidelity(args) -> int:
 
 def _model_grid(args) -> int:
     from ..models import load_pipeline
-    from .fidelity import model_grid
+    from .fidelity import model_grid, unnamed_grid
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    model_grid(load_pipeline(args.model), seed=args.seed, steps=args.steps, guidance=args.guidance).save(args.out)
+    pipe = load_pipeline(args.model)
+    model_grid(pipe, seed=args.seed, steps=args.steps, guidance=args.guidance).save(args.out)
     print(f"wrote {args.out}")
+    if args.unnamed_out:
+        unnamed_grid(pipe, seed=args.seed, steps=args.steps, guidance=args.guidance).save(args.unnamed_out)
+        print(f"wrote {args.unnamed_out}")
     return 0
 
 
@@ -143,6 +147,7 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p = sub.add_parser("model-grid", help="subjects x named actions drawn by a model from text")
     p.add_argument("--model", default="world")
     p.add_argument("--out", default="docs/img/world_model_grid.png")
+    p.add_argument("--unnamed-out", default=None, help="also a grid of action-free prompts ('a panda in a park')")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--guidance", type=float, default=7.5)

@@ -90,18 +90,33 @@ def measure_fidelity(model: str = "world", n: int = 4, steps: int = 25, guidance
     return report
 
 
+def prompt_grid(pipe, prompts: list[str], cols: int, seed: int = 0, steps: int = 25, guidance: float = 7.5, pad: int = 2) -> Image.Image:
+    """The model's images for ``prompts`` laid out row by row, ``cols`` per row."""
+    images = generate(pipe, prompts, seed, steps, guidance)
+    size = images[0].size[0]
+    rows = -(-len(images) // cols)
+    grid = Image.new("RGB", (cols * (size + pad) + pad, rows * (size + pad) + pad), (255, 255, 255))
+    for j, im in enumerate(images):
+        i, k = divmod(j, cols)
+        grid.paste(im, (pad + k * (size + pad), pad + i * (size + pad)))
+    return grid
+
+
 def model_grid(pipe, subjects=None, actions=None, seed: int = 0, steps: int = 25, guidance: float = 7.5, pad: int = 2) -> Image.Image:
     """Subjects (rows) x actions (columns) drawn by the model from text (contexts cycle)."""
     subjects, actions = subjects or R.SUBJECTS, actions or R.NAMED
     prompts = [R.caption(s, a, R.CONTEXTS[(i + k) % len(R.CONTEXTS)], name_action=True)
                for i, s in enumerate(subjects) for k, a in enumerate(actions)]
-    images = generate(pipe, prompts, seed, steps, guidance)
-    size = images[0].size[0]
-    grid = Image.new("RGB", (len(actions) * (size + pad) + pad, len(subjects) * (size + pad) + pad), (255, 255, 255))
-    for j, im in enumerate(images):
-        i, k = divmod(j, len(actions))
-        grid.paste(im, (pad + k * (size + pad), pad + i * (size + pad)))
-    return grid
+    return prompt_grid(pipe, prompts, len(actions), seed, steps, guidance, pad)
+
+
+def unnamed_grid(pipe, subjects=None, n: int = 8, seed: int = 0, steps: int = 25, guidance: float = 7.5) -> Image.Image:
+    """Subjects (rows) x ``n`` samples of the action-free training caption "a panda in a park":
+    what the model draws when no action is named (mostly the unnamed actions)."""
+    subjects = subjects or R.SUBJECTS
+    prompts = [f"{R.subject_phrase(s)} {R.context_phrase(R.CONTEXTS[(i + k) % len(R.CONTEXTS)])}"
+               for i, s in enumerate(subjects) for k in range(n)]
+    return prompt_grid(pipe, prompts, n, seed, steps, guidance)
 
 
 def write_report(report: dict, path: str | Path) -> Path:
