@@ -186,14 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        rc = args.func(args)
     except ActionBenchError as err:
         print(f"actionbench: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("actionbench: interrupted (a checkpoint, if any, is kept; rerun with --resume)", file=sys.stderr)
         return 130
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

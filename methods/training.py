@@ -74,6 +74,8 @@ def _optimize(m, params, config: MethodConfig, out: Path | None, resume: bool, p
         start = load_checkpoint(ckpt, params, optimizer, generator, config.to_dict(), m.name)
     end = config.steps if stop_after is None else min(stop_after, config.steps)
     log = out.with_name(out.name + ".log.jsonl") if out is not None else None
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
     bar = tqdm(range(start, end), initial=start, total=config.steps, desc=f"learn {m.name}", disable=not progress)
     t0 = time.perf_counter()
     for step in bar:
