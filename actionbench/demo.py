@@ -43,6 +43,8 @@ class DemoSettings:
 
 def world_subjects() -> list[tuple[str, str]]:
     """(kind, phrase) of every ActionWorld subject kind: the evaluation subjects."""
+    from .world import render as R
+
 
 
     return [(s, R.subject_phrase(s)) for s in R.SUBJECTS]
@@ -50,6 +52,8 @@ def world_subjects() -> list[tuple[str, str]]:
 
 def subject_templates(phrase: str, n: int, offset: int = 0) -> list[str]:
     """n prompts "a panda {} in a park", cycling through the world's contexts."""
+    from .world import render as R
+
 
 
     return [f"{phrase} {{}} {R.context_phrase(R.CONTEXTS[(offset + k) % len(R.CONTEXTS)])}" for k in range(n)]
