@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from actionbench.errors import ActionBenchError
+from methods.config import read_yaml_mapping
 
 CONFIGS = Path(__file__).with_name("configs")
 
@@ -82,12 +82,7 @@ class RunConfig:
             path = CONFIGS / f"{path}.yaml"  # `--config paper` names a shipped config
         if not path.is_file():
             raise ActionBenchError(f"{path}: run config not found (shipped: {', '.join(p.stem for p in sorted(CONFIGS.glob('*.yaml')))})")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ActionBenchError(f"{path}: not valid YAML ({err})") from None
-        if not isinstance(data, dict):
-            raise ActionBenchError(f"{path}: expected a mapping of setting: value")
+        data = read_yaml_mapping(path)
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(data, where=str(path))
 

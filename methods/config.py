@@ -12,6 +12,17 @@ import yaml
 from actionbench.errors import ActionBenchError
 
 
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """A YAML file's top-level mapping, or a one-line error naming the file."""
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ActionBenchError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(data, dict):
+        raise ActionBenchError(f"{path}: expected a mapping of setting: value")
+    return data
+
+
 @dataclass
 class MethodConfig:
     """Settings every method has. Subclasses add their own fields and defaults."""
@@ -54,12 +65,7 @@ class MethodConfig:
         path = Path(path)
         if not path.is_file():
             raise ActionBenchError(f"{path}: config file not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ActionBenchError(f"{path}: not valid YAML ({err})") from None
-        if not isinstance(data, dict):
-            raise ActionBenchError(f"{path}: expected a mapping of setting: value")
+        data = read_yaml_mapping(path)
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(data, where=str(path))
 
