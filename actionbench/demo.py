@@ -39,6 +39,7 @@ class DemoSettings:
     guidance: float = 7.5
     seed: int = 0
     model: str = "world"
+    device: str = "cpu"
 
 
 def world_subjects() -> list[tuple[str, str]]:
@@ -81,17 +82,34 @@ def judge_learned(pipe, learned, world_action: str, s: DemoSettings):
     return scores, images
 
 
+def parse_method_spec(spec: str) -> tuple[str, dict]:
+    """``"adi:mask=none:beta=0.4"`` -> ``("adi", {"mask": "none", "beta": 0.4})``; values are read as YAML scalars."""
+    import yaml
+
+    name, *opts = spec.split(":")
+    options = {}
+    for opt in opts:
+        key, sep, value = opt.partition("=")
+        if not sep or not key:
+            raise ActionBenchError(f"method option {opt!r} in {spec!r} is not KEY=VALUE (e.g. adi:mask=none:beta=0.4)")
+        options[key.replace("-", "_")] = yaml.safe_load(value)
+    return name, options
+
+
 def learn_for_demo(pipe, action_set, method: str, s: DemoSettings, work_dir: Path):
+    """Learn with a method spec (``name[:key=value...]``); token learners get the demo's steps and lr."""
     import methods
 
-    cls = methods.get_method(method)
+    name, options = parse_method_spec(method)
+    cls = methods.get_method(name)
     fields = cls.Config.__dataclass_fields__
     overrides = {"seed": s.seed}
     if "token" in fields:  # token learners get the demo's budget
         overrides.update(steps=s.steps, lr=s.lr)
+    overrides.update(options)
     config = cls.Config().with_overrides(**overrides)
-    out = work_dir / f"{action_set.name}-{method}.safetensors"
-    return methods.learn(pipe, action_set, method, config, out=out, work_dir=work_dir, progress=True)
+    out = work_dir / f"{action_set.name}-{method.replace(':', '_').replace('=', '-')}.safetensors"
+    return methods.learn(pipe, action_set, name, config, out=out, work_dir=work_dir, progress=True)
 
 
 def grid(images_by_method: dict[str, list[Image.Image]], n: int, subjects: list[str]) -> Image.Image:
@@ -121,7 +139,8 @@ def run_demo(s: DemoSettings, out: Path) -> dict:
     torch.manual_seed(s.seed)
     out.mkdir(parents=True, exist_ok=True)
     bench_meta = json.loads((BENCH_DIR / "world.json").read_text())["actions"]
-    report = {"settings": s.__dict__, "results": {}, "seconds": {}}
+    report = {"settings": dict(s.__dict__), "results": {}, "seconds": {},
+              "unnamed_actions": [a for a, m in bench_meta.items() if m["unnamed_in_training"]]}
     t_start = time.perf_counter()
     for action in s.actions:
         if action not in bench_meta:
@@ -131,20 +150,24 @@ def run_demo(s: DemoSettings, out: Path) -> dict:
         images_by_method = {}
         for method in s.methods:
             t0 = time.perf_counter()
-            pipe = load_pipeline(s.model)  # fresh: methods change the pipeline they are applied to
+            pipe = load_pipeline(s.model, s.device)  # fresh: methods change the pipeline they are applied to
             learned = learn_for_demo(pipe, action_set, method, s, out / "learned")
-            scores, images = judge_learned(load_pipeline(s.model), learned, world_action, s)
+            scores, images = judge_learned(load_pipeline(s.model, s.device), learned, world_action, s)
             report["results"].setdefault(action, {})[method] = scores
             report["seconds"][f"{action}/{method}"] = round(time.perf_counter() - t0, 1)
             images_by_method[method] = images
             print(f"{action:10s} {method:18s} action {scores['action']:.0%}  subject {scores['subject']:.0%}  total {scores['total']:.0%}")
+            _write_report(report, out)  # after every method: nothing lost if a long run stops
         grid(images_by_method, s.n, [k for k, _ in world_subjects()]).save(out / f"{action}_grid.png")
     report["seconds"]["total"] = round(time.perf_counter() - t_start, 1)
-    report["unnamed_actions"] = [a for a, m in bench_meta.items() if m["unnamed_in_training"]]
+    _write_report(report, out)
+    return report
+
+
+def _write_report(report: dict, out: Path) -> None:
     tmp = out / "demo.json.tmp"
     tmp.write_text(json.dumps(report, indent=1))
     tmp.replace(out / "demo.json")
-    return report
 
 
 def table(report: dict) -> str:
@@ -161,7 +184,12 @@ def cmd_demo(args) -> None:
 
     actions = tuple(sorted(p.name for p in BENCH_DIR.iterdir() if p.is_dir())) if args.actions == "all" else tuple(args.actions.split(","))
     s = DemoSettings(actions=actions, methods=tuple(args.methods.split(",")), steps=args.steps, lr=args.lr,
-                     n=args.n, sample_steps=args.sample_steps, seed=args.seed)
+                     n=args.n, sample_steps=args.sample_steps, seed=args.seed, device=args.device)
+    for spec in s.methods:  # fail before any learning on a bad method spec
+        import methods
+
+        name, _ = parse_method_spec(spec)
+        methods.get_method(name)
     report = run_demo(s, Path(args.out))
     if args.json:
         print(json.dumps(report, indent=1))
@@ -174,7 +202,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="learn a hard-to-name action on the ActionWorld model and judge it",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--actions", default="handstand", help="comma-separated World-ActionBench actions, or 'all' (default handstand)")
-    p.add_argument("--methods", default=",".join(DEMO_METHODS), help=f"comma-separated methods (default {','.join(DEMO_METHODS)})")
+    p.add_argument("--methods", default=",".join(DEMO_METHODS),
+                   help=f"comma-separated methods, each NAME or NAME:KEY=VALUE:... for options such as ADI's ablations "
+                        f"(adi:mask=none, adi:single_token=true, adi:beta=0.4) (default {','.join(DEMO_METHODS)})")
     p.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"training steps of the token methods (default {DEMO_STEPS})")
     p.add_argument("--lr", type=float, default=DEMO_LR, help=f"their learning rate (default {DEMO_LR})")
     p.add_argument("--n", type=int, default=4, help="images per subject (default 4)")
@@ -182,4 +212,5 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="results/demo", help="output folder (default results/demo)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.set_defaults(func=cmd_demo)

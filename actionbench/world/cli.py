@@ -32,11 +32,11 @@ def _train(args) -> int:
     from .train import TrainConfig, train
 
     cfg = TrainConfig(out=args.out, seed=args.seed, steps=args.steps, threads=args.threads)
-    if args.vae_steps is not None:
-        cfg.vae_steps = args.vae_steps
-    if args.n_data is not None:
-        cfg.n_data = args.n_data
-    out = train(cfg, resume=args.resume, export_dir=None if args.no_export else args.export)
+    for name in ("vae_steps", "n_data", "batch", "lr", "ema"):
+        if getattr(args, name) is not None:
+            setattr(cfg, name, getattr(args, name))
+    out = train(cfg, resume=args.resume, export_dir=None if args.no_export else args.export,
+                device=args.device, time_budget_s=args.time_budget, workers=args.workers)
     print(f"trained; pipeline exported to {out}" if out else "trained (not exported)")
     return 0
 
@@ -118,8 +118,14 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--export", default=str(WORLD_MODEL_DIR), help="where the fp16 pipeline goes")
     p.add_argument("--no-export", action="store_true")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--vae-steps", type=int, default=None)
-    p.add_argument("--n-data", type=int, default=None)
+    p.add_argument("--vae-steps", type=int, default=None, help="autoencoder steps (default 1000)")
+    p.add_argument("--n-data", type=int, default=None, help="renders encoded for the UNet stage (default 24000)")
+    p.add_argument("--batch", type=int, default=None, help="UNet batch (default 32; a new run only: --resume keeps the saved config)")
+    p.add_argument("--lr", type=float, default=None, help="UNet + text-encoder learning rate (default 8e-4)")
+    p.add_argument("--ema", type=float, default=None, help="EMA decay (default 0.995)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--time-budget", type=float, default=None, help="end the UNet stage after this many seconds (with a checkpoint)")
+    p.add_argument("--workers", type=int, default=1, help="processes that draw the dataset's renders (default 1)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("export", help="export the latest checkpoint of a training folder (EMA weights)")

@@ -17,6 +17,10 @@ One command (``actionbench world train``) runs three resumable stages in ``--out
    from it. Every step's batch, timesteps and noise come from a generator seeded by
    (seed, step), so a resumed run is the same run. ``log.jsonl`` gets one line per step.
 
+On a GPU (``--device cuda``) the same stages run there (renders are drawn by
+``--workers`` processes); ``--time-budget`` ends the UNet stage after that many seconds
+with a checkpoint, so a lent machine's minutes are used to the last.
+
 ``export`` writes the EMA weights as a diffusers pipeline in fp16 (``save_pretrained``)
 into ``actionbench/world/model/``. No pickle anywhere: safetensors and JSON only.
 """
@@ -84,9 +88,24 @@ def random_renders(n: int, rng: np.random.Generator, size: int = 64):
     return [R.render(s, a, c, sd, size) for s, a, c, sd in items], items
 
 
+def _render_chunk(job: tuple[int, int, int]):
+    """Renders of one dataset chunk, seeded by (seed, chunk) alone: any worker count gives the same data."""
+    seed, chunk, n = job
+    imgs, items = random_renders(n, np.random.default_rng([seed, 2, chunk]))
+    return np.stack([np.asarray(im, dtype=np.uint8) for im in imgs]), items
+
+
+def _uint8_to_tensor(arr: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def _model_device(module) -> torch.device:
+    return next(module.parameters()).device
+
+
 def _atomic_save(tensors: dict, path: Path, metadata: dict | None = None):
     tmp = path.with_suffix(path.suffix + ".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
     os.replace(tmp, path)
 
 
@@ -110,12 +129,13 @@ def train_vae(pipe, cfg: TrainConfig, out: Path):
         pipe.vae.load_state_dict(load_file(str(path)))
         return
     vae = pipe.vae.train()
+    device = _model_device(vae)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
     rng = np.random.default_rng([cfg.seed, 1])
     t0 = time.time()
     for step in range(cfg.vae_steps):
         imgs, _ = random_renders(cfg.vae_batch, rng)
-        x = to_tensor(imgs)
+        x = to_tensor(imgs).to(device)
         post = vae.encode(x).latent_dist
         z = post.sample(generator=torch.Generator().manual_seed(cfg.seed * 100003 + step))
         rec = vae.decode(z).sample
@@ -135,21 +155,35 @@ def train_vae(pipe, cfg: TrainConfig, out: Path):
 
 # --------------------------------------------------------------------------- stage 2: data
 @torch.no_grad()
-def build_dataset(pipe, cfg: TrainConfig, out: Path):
-    """Render ``n_data`` images, encode them to scaled latents; returns (latents, captions, labels)."""
+def build_dataset(pipe, cfg: TrainConfig, out: Path, workers: int = 1):
+    """Render ``n_data`` images (chunks of 256, ``workers`` processes), encode them to scaled
+    latents; returns (latents, captions, labels)."""
     lat_path, cap_path = out / "latents.safetensors", out / "captions.json"
     if lat_path.exists() and cap_path.exists():
         meta = json.loads(cap_path.read_text())
         pipe.vae.register_to_config(scaling_factor=meta["scaling_factor"])
         return load_file(str(lat_path))["latents"], meta["captions"], meta["labels"]
-    rng = np.random.default_rng([cfg.seed, 2])
     vae = pipe.vae.eval()
+    device = _model_device(vae)
+    jobs = [(cfg.seed, c, min(256, cfg.n_data - i)) for c, i in enumerate(range(0, cfg.n_data, 256))]
     lats, caps, labels = [], [], []
-    for i in range(0, cfg.n_data, 256):
-        imgs, items = random_renders(min(256, cfg.n_data - i), rng)
-        lats.append(vae.encode(to_tensor(imgs)).latent_dist.mean)
-        caps += [R.caption(s, a, c) for s, a, c, _ in items]
-        labels += [[s, a, c, sd] for s, a, c, sd in items]
+    if workers > 1:
+        import multiprocessing as mp
+
+        pool = mp.get_context("spawn").Pool(workers)
+        chunks = pool.imap(_render_chunk, jobs)
+    else:
+        pool, chunks = None, map(_render_chunk, jobs)
+    try:
+        from tqdm.auto import tqdm
+
+        for arr, items in tqdm(chunks, total=len(jobs), desc="render + encode", unit="chunk"):
+            lats.append(vae.encode(_uint8_to_tensor(arr).to(device)).latent_dist.mean.cpu())
+            caps += [R.caption(s, a, c) for s, a, c, _ in items]
+            labels += [[s, a, c, sd] for s, a, c, sd in items]
+    finally:
+        if pool is not None:
+            pool.close()
     latents = torch.cat(lats)
     scale = float(1.0 / latents.std())
     pipe.vae.register_to_config(scaling_factor=scale)
@@ -179,6 +213,7 @@ def refine_decoder(pipe, cfg: TrainConfig, out: Path):
         return
     if cfg.decoder_steps <= 0:
         return
+    device = _model_device(vae)
     params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.decoder_lr, weight_decay=0.0)
     rng = np.random.default_rng([cfg.seed, 3])
@@ -188,11 +223,11 @@ def refine_decoder(pipe, cfg: TrainConfig, out: Path):
     t0 = time.time()
     for step in range(cfg.decoder_steps):
         imgs, _ = random_renders(cfg.vae_batch, rng)
-        x = to_tensor(imgs)
+        x = to_tensor(imgs).to(device)
         with torch.no_grad():
             z = vae.encode(x).latent_dist.mean
             g = torch.Generator().manual_seed(cfg.seed * 100019 + step)
-            z = z + (cfg.decoder_latent_noise / scale) * torch.randn(z.shape, generator=g)
+            z = z + (cfg.decoder_latent_noise / scale) * torch.randn(z.shape, generator=g).to(device)
         rec = vae.decode(z).sample
         l1, mse = (rec - x).abs().mean(), F.mse_loss(rec, x)
         loss = l1 + mse
@@ -237,8 +272,8 @@ def _load_ckpt(path: Path, named, opt, ema: dict) -> int:
             p.copy_(t["model." + k])
             ema[k].copy_(t["ema." + k])
             if f"opt.{i}.exp_avg" in t:
-                opt.state[p] = {"step": torch.tensor(float(step)), "exp_avg": t[f"opt.{i}.exp_avg"].clone(),
-                                "exp_avg_sq": t[f"opt.{i}.exp_avg_sq"].clone()}
+                opt.state[p] = {"step": torch.tensor(float(step)), "exp_avg": t[f"opt.{i}.exp_avg"].to(p.device),
+                                "exp_avg_sq": t[f"opt.{i}.exp_avg_sq"].to(p.device)}
     return step
 
 
@@ -248,11 +283,14 @@ def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
 
 
 def train_unet(pipe, latents: torch.Tensor, captions: list[str], cfg: TrainConfig, out: Path, resume: bool,
-               stop_at: int | None = None):
-    """The diffusion loop (UNet + text encoder); returns the EMA weights by parameter name.
+               stop_at: int | None = None, time_budget_s: float | None = None):
+    """The diffusion loop (UNet + text encoder); returns (EMA weights by parameter name, last step).
 
-    ``stop_at`` ends this run early (after a checkpoint), as an interruption would.
+    ``stop_at`` ends this run early (after a checkpoint), as an interruption would;
+    ``time_budget_s`` does the same after that many seconds. Batches, timesteps and noise
+    are drawn on the CPU from (seed, step), whatever the device.
     """
+    device = _model_device(pipe.unet)
     named = _trainable(pipe)
     params = [p for _, p in named]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
@@ -263,21 +301,25 @@ def train_unet(pipe, latents: torch.Tensor, captions: list[str], cfg: TrainConfi
         (out / "log.jsonl").unlink()
     sched = pipe.scheduler
     ac = sched.alphas_cumprod
-    snr = ac / (1 - ac)
+    snr = (ac / (1 - ac)).to(device)
+    latents = latents.to(device)
     ids_all = tokenize(pipe.tokenizer, captions)
     empty = tokenize(pipe.tokenizer, [""])[0]
+    ema_list, param_list = [ema[k] for k, _ in named], [p for _, p in named]
     pipe.unet.train()
     pipe.text_encoder.train()
     t0 = time.time()
+    step = start
     for step in range(start, cfg.steps):
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         idx = torch.randint(0, len(latents), (cfg.batch,), generator=g)
-        x0 = latents[idx]
+        x0 = latents[idx.to(device)]
         ids = ids_all[idx].clone()
         drop = torch.rand(cfg.batch, generator=g) < cfg.drop_caption
         ids[drop] = empty
-        t = torch.randint(0, sched.config.num_train_timesteps, (cfg.batch,), generator=g)
-        noise = torch.randn(x0.shape, generator=g)
+        ids = ids.to(device)
+        t = torch.randint(0, sched.config.num_train_timesteps, (cfg.batch,), generator=g).to(device)
+        noise = torch.randn(x0.shape, generator=g).to(device)
         xt = sched.add_noise(x0, noise, t)
         hidden = pipe.text_encoder(ids)[0]
         pred = pipe.unet(xt, t, hidden).sample
@@ -292,14 +334,16 @@ def train_unet(pipe, latents: torch.Tensor, captions: list[str], cfg: TrainConfi
         opt.step()
         decay = min(cfg.ema, (1 + step) / (10 + step))
         with torch.no_grad():
-            for k, p in named:
-                ema[k].mul_(decay).add_(p.detach(), alpha=1 - decay)
+            torch._foreach_lerp_(ema_list, param_list, 1 - decay)  # ema = decay * ema + (1 - decay) * p
         _log(out / "log.jsonl", step=step, loss=round(loss.item(), 5), lr=lr, t=round(time.time() - t0, 2))
-        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
+        out_of_time = time_budget_s is not None and time.time() - t0 >= time_budget_s
+        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps or out_of_time:
             _save_ckpt(ckpt, step + 1, named, opt, ema)
-        if stop_at is not None and step + 1 >= stop_at:
+        if (stop_at is not None and step + 1 >= stop_at) or out_of_time:
             break
-    return ema
+    else:
+        step = cfg.steps - 1
+    return ema, step + 1
 
 
 # --------------------------------------------------------------------------- export
@@ -344,9 +388,17 @@ def pipeline_from_checkpoint(out: str | Path, use_ema: bool = True):
     return pipe, step, cfg
 
 
-def train(cfg: TrainConfig, resume: bool = False, export_dir: str | Path | None = WORLD_MODEL_DIR, stop_at: int | None = None):
-    """Run (or resume) all stages, then export. Returns the export folder (or None)."""
+def train(cfg: TrainConfig, resume: bool = False, export_dir: str | Path | None = WORLD_MODEL_DIR, stop_at: int | None = None,
+          device: str = "cpu", time_budget_s: float | None = None, workers: int = 1):
+    """Run (or resume) all stages on ``device``, then export. Returns the export folder (or None).
+
+    ``device``, ``time_budget_s`` and ``workers`` change where and how long, not what is
+    trained: they are not part of the saved config.
+    """
     torch.set_num_threads(cfg.threads)
+    if str(device).startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg_path = out / "config.json"
@@ -360,13 +412,13 @@ def train(cfg: TrainConfig, resume: bool = False, export_dir: str | Path | None 
             (out / name).unlink(missing_ok=True)
     cfg_path.write_text(json.dumps(asdict(cfg), indent=1))
     torch.manual_seed(cfg.seed)
-    pipe = build_pipeline(_spec(cfg), seed=cfg.seed)
+    pipe = build_pipeline(_spec(cfg), seed=cfg.seed).to(device)
     train_vae(pipe, cfg, out)
-    latents, captions, _ = build_dataset(pipe, cfg, out)
+    latents, captions, _ = build_dataset(pipe, cfg, out, workers=workers)
     refine_decoder(pipe, cfg, out)
-    ema = train_unet(pipe, latents, captions, cfg, out, resume, stop_at)
+    ema, step = train_unet(pipe, latents, captions, cfg, out, resume, stop_at, time_budget_s)
     if export_dir:
-        return export(pipe, ema, export_dir, step=cfg.steps, cfg=cfg)
+        return export(pipe.to("cpu"), {k: v.cpu() for k, v in ema.items()}, export_dir, step=step, cfg=cfg)
     return None
 
 
