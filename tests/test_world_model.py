@@ -38,3 +38,57 @@ def test_training_is_resumable_and_reproducible(tmp_path):
         if k.startswith(("model.", "ema.")):
             torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
     assert (tmp_path / "a" / "log.jsonl").read_text().count("\n") == 4
+
+
+def _tiny_cfg(out, steps, **kw):
+    from actionbench.world.train import TrainConfig
+
+    spec = PipelineSpec(image_size=64, vae_channels=(8, 8, 8), unet_channels=(8, 8, 16, 16), head_dim=8, norm_groups=4,
+                        text_width=16, text_layers=1, text_heads=2, text_ffn=32)
+    return TrainConfig(out=str(out), steps=steps, batch=4, vae_steps=2, vae_batch=2, n_data=300, decoder_steps=2,
+                       ckpt_every=100, spec=asdict(spec), **kw)
+
+
+def test_dataset_does_not_depend_on_worker_count(tmp_path):
+    from actionbench.world.train import build_dataset, _spec
+    from actionbench.models import build_pipeline
+
+    cfg = _tiny_cfg(tmp_path, 1)
+    pipe = build_pipeline(_spec(cfg), seed=0)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    lat1, caps1, labels1 = build_dataset(pipe, cfg, tmp_path / "a", workers=1)
+    lat2, caps2, labels2 = build_dataset(pipe, cfg, tmp_path / "b", workers=2)
+    assert len(caps1) == 300 and caps1 == caps2 and labels1 == labels2
+    torch.testing.assert_close(lat1, lat2)
+
+
+def test_time_budget_stops_with_a_checkpoint_and_exports_that_step(tmp_path):
+    import json
+
+    from safetensors import safe_open
+
+    from actionbench.world.train import train
+
+    out = train(_tiny_cfg(tmp_path / "run", 10_000), export_dir=tmp_path / "model", time_budget_s=0.0)
+    with safe_open(str(tmp_path / "run" / "unet.ckpt.safetensors"), "pt") as f:
+        step = int(f.metadata()["step"])
+    assert step == 1  # the budget is checked after every step: 0 s means one step
+    assert json.loads((out / "actionworld.json").read_text())["step"] == 1
+
+
+def test_refine_exported_decoder_changes_only_the_decoder(tmp_path):
+    import json
+
+    from diffusers import AutoencoderKL
+
+    from actionbench.world.train import refine_exported_decoder, train
+
+    model = train(_tiny_cfg(tmp_path / "run", 2), export_dir=tmp_path / "model")
+    before = AutoencoderKL.from_pretrained(str(model / "vae")).state_dict()
+    refine_exported_decoder(model, steps=3, batch=2, threads=1, log_dir=tmp_path / "log")
+    after = AutoencoderKL.from_pretrained(str(model / "vae")).state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("decoder.", "post_quant_conv.")) for k in changed)
+    assert (tmp_path / "log" / "decoder_log.jsonl").read_text().count("\n") == 3
+    assert json.loads((model / "actionworld.json").read_text())["decoder_refinements"][0]["steps"] == 3

@@ -49,6 +49,13 @@ def _export(args) -> int:
     return 0
 
 
+def _refine_decoder(args) -> int:
+    from .train import refine_exported_decoder
+
+    print(f"refined decoder written to {refine_exported_decoder(args.model_dir, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, threads=args.threads, log_dir=args.log_dir)}")
+    return 0
+
+
 def _train_judge(args) -> int:
     from .judge import train_judge
 
@@ -132,6 +139,16 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", default="scratch/world-train")
     p.add_argument("--export", default=str(WORLD_MODEL_DIR))
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("refine-decoder", help="train an exported model's VAE decoder further (encoder frozen: the UNet stays valid)")
+    p.add_argument("--model-dir", default=str(WORLD_MODEL_DIR))
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--log-dir", default="scratch/decoder-refine", help="where decoder_log.jsonl goes")
+    p.set_defaults(func=_refine_decoder)
 
     p = sub.add_parser("train-judge", help="train the (subject, action) judge on renders")  # committed judge: --threads 1
     p.add_argument("--out", default=str(JUDGE_DIR))

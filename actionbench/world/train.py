@@ -199,9 +199,46 @@ def _decoder_state(vae) -> dict:
             **{"post_quant_conv." + k: v for k, v in vae.post_quant_conv.state_dict().items()}}
 
 
+def decoder_loop(vae, steps: int, batch: int, lr: float, latent_noise: float, seed: int, stream: int, log_path: Path,
+                 progress: bool = False):
+    """Train ``vae``'s decoder (and post-quant conv) on its frozen encoder's latents plus a
+    little latent noise (the UNet's latents are never exact): L1 + MSE, cosine learning rate.
+    Renders come from the generator ``(seed, stream)``, noise from ``(seed, step)``."""
+    device = _model_device(vae)
+    params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    rng = np.random.default_rng([seed, stream])
+    scale = vae.config.scaling_factor
+    vae.eval()
+    vae.decoder.train()
+    t0 = time.time()
+    steps_iter = range(steps)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps_iter = tqdm(steps_iter, desc="decoder", unit="step")
+    for step in steps_iter:
+        imgs, _ = random_renders(batch, rng)
+        x = to_tensor(imgs).to(device)
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.mean
+            g = torch.Generator().manual_seed(seed * 100019 + step)
+            z = z + (latent_noise / scale) * torch.randn(z.shape, generator=g).to(device)
+        rec = vae.decode(z).sample
+        l1, mse = (rec - x).abs().mean(), F.mse_loss(rec, x)
+        loss = l1 + mse
+        step_lr = lr * min(1.0, (step + 1) / 50) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        for group in opt.param_groups:
+            group["lr"] = step_lr
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        _log(log_path, step=step, loss=loss.item(), l1=l1.item(), mse=mse.item(), t=round(time.time() - t0, 2))
+    vae.eval()
+
+
 def refine_decoder(pipe, cfg: TrainConfig, out: Path):
-    """Train the VAE decoder further on the frozen encoder's latents (plus a little latent
-    noise, as the UNet's latents are never exact); saves ``vae_decoder.safetensors``.
+    """Stage 2b: :func:`decoder_loop` for ``decoder_steps``; saves ``vae_decoder.safetensors``.
 
     The latents do not change, so this stage is independent of the UNet stage (it may run
     beside it) and the result is the same as running it before.
@@ -213,33 +250,34 @@ def refine_decoder(pipe, cfg: TrainConfig, out: Path):
         return
     if cfg.decoder_steps <= 0:
         return
-    device = _model_device(vae)
-    params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.decoder_lr, weight_decay=0.0)
-    rng = np.random.default_rng([cfg.seed, 3])
-    scale = vae.config.scaling_factor
-    vae.eval()
-    vae.decoder.train()
-    t0 = time.time()
-    for step in range(cfg.decoder_steps):
-        imgs, _ = random_renders(cfg.vae_batch, rng)
-        x = to_tensor(imgs).to(device)
-        with torch.no_grad():
-            z = vae.encode(x).latent_dist.mean
-            g = torch.Generator().manual_seed(cfg.seed * 100019 + step)
-            z = z + (cfg.decoder_latent_noise / scale) * torch.randn(z.shape, generator=g).to(device)
-        rec = vae.decode(z).sample
-        l1, mse = (rec - x).abs().mean(), F.mse_loss(rec, x)
-        loss = l1 + mse
-        lr = cfg.decoder_lr * min(1.0, (step + 1) / 50) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / cfg.decoder_steps)))
-        for group in opt.param_groups:
-            group["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        _log(out / "decoder_log.jsonl", step=step, loss=loss.item(), l1=l1.item(), mse=mse.item(), t=round(time.time() - t0, 2))
-    vae.eval()
+    decoder_loop(vae, cfg.decoder_steps, cfg.vae_batch, cfg.decoder_lr, cfg.decoder_latent_noise, cfg.seed, 3,
+                 out / "decoder_log.jsonl")
     _atomic_save(_decoder_state(vae), path)
+
+
+def refine_exported_decoder(model_dir: str | Path = WORLD_MODEL_DIR, steps: int = 4000, batch: int = 32, lr: float = 1e-3,
+                            latent_noise: float = 0.1, seed: int = 0, threads: int = 2, log_dir: str | Path = "scratch/decoder-refine"):
+    """Train an exported world pipeline's decoder further and write its VAE back (fp16).
+
+    The encoder is untouched, so the UNet's latent space and everything trained on it
+    stay valid: only how latents become pixels gets better. Logs go to ``log_dir``.
+    """
+    from diffusers import AutoencoderKL
+
+    torch.set_num_threads(threads)
+    vae_dir = Path(model_dir) / "vae"
+    vae = AutoencoderKL.from_pretrained(str(vae_dir)).float()
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    (log_dir / "decoder_log.jsonl").unlink(missing_ok=True)
+    decoder_loop(vae, steps, batch, lr, latent_noise, seed, 4, log_dir / "decoder_log.jsonl", progress=True)
+    vae.to(torch.float16).save_pretrained(str(vae_dir), safe_serialization=True)
+    info_path = Path(model_dir) / "actionworld.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    info.setdefault("decoder_refinements", []).append(
+        {"steps": steps, "batch": batch, "lr": lr, "latent_noise": latent_noise, "seed": seed})
+    info_path.write_text(json.dumps(info, indent=1))
+    return vae_dir
 
 
 # --------------------------------------------------------------------------- stage 3: UNet + text
