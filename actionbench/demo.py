@@ -26,6 +26,9 @@ DEMO_METHODS = ("sd", "textual-inversion", "adi")
 # take hours on a CPU; the same short budget is given to both.
 DEMO_STEPS = 300
 DEMO_LR = 5e-3
+# (ours) The class prompt of prior preservation on the world model: its exemplars are
+# human-like characters, and "a photo of a person" uses words it never saw.
+WORLD_CLASS_PROMPT = "a man in a park"
 
 
 @dataclass
@@ -104,8 +107,12 @@ def learn_for_demo(pipe, action_set, method: str, s: DemoSettings, work_dir: Pat
     cls = methods.get_method(name)
     fields = cls.Config.__dataclass_fields__
     overrides = {"seed": s.seed}
-    if "token" in fields:  # token learners get the demo's budget
-        overrides.update(steps=s.steps, lr=s.lr)
+    if "steps" in fields:  # every learner gets the demo's number of steps
+        overrides["steps"] = s.steps
+    if "token" in fields and "identifier" not in fields and "prior_preservation" not in fields:
+        overrides["lr"] = s.lr  # token learners also get its learning rate; weight tuners keep their paper's
+    if "class_prompt" in fields:
+        overrides["class_prompt"] = WORLD_CLASS_PROMPT
     overrides.update(options)
     config = cls.Config().with_overrides(**overrides)
     out = work_dir / f"{action_set.name}-{method.replace(':', '_').replace('=', '-')}.safetensors"
@@ -179,22 +186,52 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def summary_table(report: dict) -> str:
+    """Markdown: one row per method, accuracies averaged over the report's actions (equal weight)."""
+    by_method: dict[str, list[dict]] = {}
+    for by in report["results"].values():
+        for method, r in by.items():
+            by_method.setdefault(method, []).append(r)
+    n_actions = len(report["results"])
+    lines = [f"| method | action acc. | subject acc. | total | actions |", "|---|---|---|---|---|"]
+    for method, rs in by_method.items():
+        mean = {k: sum(r[k] for r in rs) / len(rs) for k in ("action", "subject", "total")}
+        lines.append(f"| {method} | {mean['action']:.1%} | {mean['subject']:.1%} | {mean['total']:.1%} | {len(rs)}/{n_actions} |")
+    return "\n".join(lines)
+
+
+def write_tables(report: dict, out: Path) -> None:
+    """``table.md`` (per action and method, then the per-method means) and ``table.csv`` under ``out``."""
+    import csv
+
+    (out / "table.md").write_text(table(report) + "\n\nMean over actions:\n\n" + summary_table(report) + "\n")
+    with open(out / "table.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["action", "method", "action_acc", "subject_acc", "total_acc", "n"])
+        for action, by in report["results"].items():
+            for method, r in by.items():
+                w.writerow([action, method, round(r["action"], 4), round(r["subject"], 4), round(r["total"], 4), r["n"]])
+
+
 def cmd_demo(args) -> None:
     from .world.benchmark import BENCH_DIR
 
     actions = tuple(sorted(p.name for p in BENCH_DIR.iterdir() if p.is_dir())) if args.actions == "all" else tuple(args.actions.split(","))
     s = DemoSettings(actions=actions, methods=tuple(args.methods.split(",")), steps=args.steps, lr=args.lr,
                      n=args.n, sample_steps=args.sample_steps, seed=args.seed, device=args.device)
-    for spec in s.methods:  # fail before any learning on a bad method spec
+    for spec in s.methods:  # fail before any learning on a bad method spec or option
         import methods
 
-        name, _ = parse_method_spec(spec)
-        methods.get_method(name)
+        name, options = parse_method_spec(spec)
+        methods.get_method(name).Config().with_overrides(**options)
     report = run_demo(s, Path(args.out))
+    write_tables(report, Path(args.out))
     if args.json:
         print(json.dumps(report, indent=1))
     else:
         print(table(report))
+        if len(report["results"]) > 1:
+            print("\nMean over actions:\n" + summary_table(report))
         print(f"grids and demo.json in {args.out} ({report['seconds']['total']:.0f} s)")
 
 
@@ -204,7 +241,7 @@ def add_parser(sub) -> None:
     p.add_argument("--actions", default="handstand", help="comma-separated World-ActionBench actions, or 'all' (default handstand)")
     p.add_argument("--methods", default=",".join(DEMO_METHODS),
                    help=f"comma-separated methods, each NAME or NAME:KEY=VALUE:... for options such as ADI's ablations "
-                        f"(adi:mask=none, adi:single_token=true, adi:beta=0.4) (default {','.join(DEMO_METHODS)})")
+                        f"(adi:mask=none, adi:layerwise=false, adi:beta=0.4) (default {','.join(DEMO_METHODS)})")
     p.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"training steps of the token methods (default {DEMO_STEPS})")
     p.add_argument("--lr", type=float, default=DEMO_LR, help=f"their learning rate (default {DEMO_LR})")
     p.add_argument("--n", type=int, default=4, help="images per subject (default 4)")

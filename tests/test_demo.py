@@ -11,9 +11,18 @@ from actionbench.errors import ActionBenchError
 def test_method_spec_parses_options_as_yaml_scalars():
     assert parse_method_spec("adi") == ("adi", {})
     assert parse_method_spec("adi:mask=none:beta=0.4") == ("adi", {"mask": "none", "beta": 0.4})
-    assert parse_method_spec("adi:single-token=true") == ("adi", {"single_token": True})
+    assert parse_method_spec("adi:layerwise=false") == ("adi", {"layerwise": False})
     with pytest.raises(ActionBenchError, match="KEY=VALUE"):
         parse_method_spec("adi:mask")
+
+
+def test_demo_cli_rejects_an_unknown_option_before_learning(tmp_path, capsys):
+    from actionbench.cli import main
+
+    code = main(["demo", "--methods", "sd,adi:single_token=true", "--out", str(tmp_path)])
+    assert code != 0
+    assert "single_token" in capsys.readouterr().err
+    assert not (tmp_path / "demo.json").exists()
 
 
 def test_demo_runs_a_method_with_options_and_writes_its_report(tmp_path):

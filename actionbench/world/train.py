@@ -462,7 +462,12 @@ def train(cfg: TrainConfig, resume: bool = False, export_dir: str | Path | None 
 
 def plot_loss_curve(out: str | Path, png: str | Path, smooth: int = 100) -> Path:
     """Plot ``log.jsonl``'s loss (raw and moving average) to ``png`` (needs matplotlib)."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as e:
+        from ..errors import ActionBenchError
+
+        raise ActionBenchError("plotting the curve needs matplotlib: pip install matplotlib") from e
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -475,7 +480,9 @@ def plot_loss_curve(out: str | Path, png: str | Path, smooth: int = 100) -> Path
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
     ax.plot(steps, loss, color="0.8", lw=0.6, label="loss per step")
     ax.plot(steps[k - 1 :], avg, color="C0", lw=1.5, label=f"moving average ({k})")
-    ax.set_xlabel("UNet + text-encoder step (batch 32)")
+    cfg_path = Path(out) / "config.json"
+    batch = json.loads(cfg_path.read_text()).get("batch", "?") if cfg_path.exists() else "?"
+    ax.set_xlabel(f"UNet + text-encoder step (batch {batch})")
     ax.set_ylabel("min-SNR-weighted eps MSE")
     ax.set_ylim(0, float(np.percentile(loss, 99)) * 1.05)
     ax.legend()
