@@ -62,10 +62,17 @@ def cmd_learn(args) -> None:
     }
     if args.single_token:
         overrides["layerwise"] = False
+    if args.lora:
+        overrides["lora"] = True
+    if args.no_prior:
+        overrides["prior_preservation"] = False
+    if args.controlnet:
+        overrides["controlnet"] = args.controlnet
     fields = set(cls.Config.__dataclass_fields__)
     for key in list(overrides):
         if overrides[key] is not None and key not in fields:
-            raise ActionBenchError(f"--{key.replace('_', '-')} does not apply to method {args.method!r}")
+            flag = {"layerwise": "single-token", "prior_preservation": "no-prior"}.get(key, key.replace("_", "-"))
+            raise ActionBenchError(f"--{flag} does not apply to method {args.method!r}")
     overrides = {k: v for k, v in overrides.items() if k in fields}
     config = cls.Config.from_yaml(args.config, **overrides) if args.config else cls.Config().with_overrides(**overrides)
     out = Path(args.out)
@@ -90,6 +97,9 @@ def add_learn(sub) -> None:
     p.add_argument("--beta", type=float, help="ADI mask fraction in (0, 1) (default 0.6)")
     p.add_argument("--mask", help="ADI mask strategy / ablation (default adi)")
     p.add_argument("--single-token", action="store_true", help="ADI ablation: one token, no layer-wise expansion")
+    p.add_argument("--lora", action="store_true", help="DreamBooth: a LoRA on the UNet (peft) instead of full fine-tuning")
+    p.add_argument("--no-prior", action="store_true", help="DreamBooth / Custom Diffusion: no prior preservation (no class images)")
+    p.add_argument("--controlnet", help="ControlNet: hub id or local folder (default: the OpenPose ControlNet for the model's SD version)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--config", help="YAML file of method settings (flags override it)")
     p.add_argument("--template", help="prompt template with '{}' for every image of a plain folder")

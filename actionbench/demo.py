@@ -73,14 +73,21 @@ def judge_learned(pipe, learned, world_action: str, s: DemoSettings):
         templates += subject_templates(phrase, s.n, si)
         rows += [kind] * s.n
     images = methods.generate(pipe, learned, templates, seed=s.seed, steps=s.sample_steps, guidance=s.guidance, batch=len(templates))
+    from .world import render as R
+
     verdicts = judge_images(images)
     hits = [(js == kind, ja == world_action) for kind, (js, ja, _) in zip(rows, verdicts)]
     n = len(hits)
+    on_animals = [js for kind, (js, _, _) in zip(rows, verdicts) if kind in R.ANIMALS]
     scores = {
         "action": sum(a for _, a in hits) / n,
         "subject": sum(sb for sb, _ in hits) / n,
         "total": sum(a and sb for sb, a in hits) / n,
         "n": n,
+        # appearance leakage: the exemplars are all human-like, so an animal prompt judged
+        # as a human-like kind has taken the exemplars' looks with the action
+        "human_on_animals": sum(js in R.HUMANS for js in on_animals) / max(1, len(on_animals)),
+        "judged_actions": {a: sum(ja == a for _, ja, _ in verdicts) for a in sorted({ja for _, ja, _ in verdicts})},
     }
     return scores, images
 
@@ -179,10 +186,11 @@ def _write_report(report: dict, out: Path) -> None:
 
 def table(report: dict) -> str:
     """A markdown table of action / subject / total accuracy per action and method."""
-    lines = ["| action | method | action acc. | subject acc. | total |", "|---|---|---|---|---|"]
+    lines = ["| action | method | action acc. | subject acc. | total | animals drawn human |", "|---|---|---|---|---|---|"]
     for action, by_method in report["results"].items():
         for method, r in by_method.items():
-            lines.append(f"| {action} | {method} | {r['action']:.1%} | {r['subject']:.1%} | {r['total']:.1%} |")
+            leak = f"{r['human_on_animals']:.1%}" if "human_on_animals" in r else "-"
+            lines.append(f"| {action} | {method} | {r['action']:.1%} | {r['subject']:.1%} | {r['total']:.1%} | {leak} |")
     return "\n".join(lines)
 
 
@@ -193,10 +201,11 @@ def summary_table(report: dict) -> str:
         for method, r in by.items():
             by_method.setdefault(method, []).append(r)
     n_actions = len(report["results"])
-    lines = [f"| method | action acc. | subject acc. | total | actions |", "|---|---|---|---|---|"]
+    lines = ["| method | action acc. | subject acc. | total | animals drawn human | actions |", "|---|---|---|---|---|---|"]
     for method, rs in by_method.items():
-        mean = {k: sum(r[k] for r in rs) / len(rs) for k in ("action", "subject", "total")}
-        lines.append(f"| {method} | {mean['action']:.1%} | {mean['subject']:.1%} | {mean['total']:.1%} | {len(rs)}/{n_actions} |")
+        mean = {k: sum(r.get(k, float("nan")) for r in rs) / len(rs) for k in ("action", "subject", "total", "human_on_animals")}
+        lines.append(f"| {method} | {mean['action']:.1%} | {mean['subject']:.1%} | {mean['total']:.1%} | "
+                     f"{mean['human_on_animals']:.1%} | {len(rs)}/{n_actions} |")
     return "\n".join(lines)
 
 
@@ -207,10 +216,11 @@ def write_tables(report: dict, out: Path) -> None:
     (out / "table.md").write_text(table(report) + "\n\nMean over actions:\n\n" + summary_table(report) + "\n")
     with open(out / "table.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["action", "method", "action_acc", "subject_acc", "total_acc", "n"])
+        w.writerow(["action", "method", "action_acc", "subject_acc", "total_acc", "human_on_animals", "n"])
         for action, by in report["results"].items():
             for method, r in by.items():
-                w.writerow([action, method, round(r["action"], 4), round(r["subject"], 4), round(r["total"], 4), r["n"]])
+                w.writerow([action, method, round(r["action"], 4), round(r["subject"], 4), round(r["total"], 4),
+                            round(r.get("human_on_animals", float("nan")), 4), r["n"]])
 
 
 def cmd_demo(args) -> None:

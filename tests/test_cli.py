@@ -85,6 +85,9 @@ def corrupt_folder(tmp_path):
         (lambda t, m: ["learn", ACTIONBENCH / "sit", "--out", t / "a.safetensors", "--model", "no-such-org/no-such-model"], "--model DIR"),
         (lambda t, m: ["learn", ACTIONBENCH / "sit", "--out", t / "a.txt"], ".safetensors"),
         (lambda t, m: ["learn", ACTIONBENCH / "sit", "--out", t / "a.safetensors", "--method", "nope"], "unknown method 'nope'"),
+        (lambda t, m: ["learn", ACTIONBENCH / "sit", "--out", t / "a.safetensors", "--lora"], "--lora does not apply to method 'adi'"),
+        (lambda t, m: ["learn", ACTIONBENCH / "sit", "--out", t / "a.safetensors", "--method", "textual-inversion", "--no-prior"],
+         "--no-prior does not apply to method 'textual-inversion'"),
         (lambda t, m: ["generate", m, "A panda", "--out", t / "o"], "must contain '{}'"),
         (lambda t, m: ["generate", t / "none.safetensors", "A panda {}", "--out", t / "o"], "not found"),
     ],
@@ -108,3 +111,16 @@ def test_existing_output_is_not_overwritten(learned, model_dir):
     r = run("learn", ACTIONBENCH / "handstand", "--out", learned, "--model", model_dir, "--steps", 1)
     assert r.returncode == 2 and "--force" in r.stderr
     assert learned.read_bytes() == before
+
+
+def test_dreambooth_lora_flags_save_only_a_lora(model_dir, tmp_path):
+    from safetensors import safe_open
+
+    out = tmp_path / "db.safetensors"
+    r = run("learn", ACTIONBENCH / "sit", "--method", "dreambooth", "--lora", "--no-prior", "--steps", 1,
+            "--model", model_dir, "--out", out)
+    assert r.returncode == 0, r.stderr
+    with safe_open(str(out), "pt") as f:
+        keys = list(f.keys())
+    assert keys and all(k.startswith("unet.") and ".lora_" in k for k in keys), keys[:5]
+    assert out.stat().st_size < 2**20

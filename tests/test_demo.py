@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from actionbench.demo import DemoSettings, parse_method_spec, run_demo
+from actionbench.demo import DemoSettings, parse_method_spec, run_demo, write_tables
 from actionbench.errors import ActionBenchError
 
 
@@ -33,4 +33,9 @@ def test_demo_runs_a_method_with_options_and_writes_its_report(tmp_path):
     assert saved["results"] == report["results"]
     assert saved["results"]["handstand"]["sd"]["n"] == 9  # one image for each of the 9 subject kinds
     assert "handstand" in saved["unnamed_actions"]
+    sd = saved["results"]["handstand"]["sd"]
+    assert sum(sd["judged_actions"].values()) == 9 and 0.0 <= sd["human_on_animals"] <= 1.0
+    write_tables(report, tmp_path)
+    assert "| handstand | adi:mask=none |" in (tmp_path / "table.md").read_text()
+    assert (tmp_path / "table.csv").read_text().splitlines()[0].startswith("action,method,action_acc")
     assert (tmp_path / "handstand_grid.png").exists()
