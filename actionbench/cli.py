@@ -41,9 +41,12 @@ def _device(name: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _dtype(name: str):
+def _dtype(name: str, device: str = "cpu"):
+    """``auto``: bf16 for the frozen model on a GPU (the learned tensors stay fp32), fp32 on the CPU."""
     import torch
 
+    if name == "auto":
+        name = "bf16" if str(device).startswith("cuda") else "fp32"
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
 
@@ -81,7 +84,8 @@ def cmd_learn(args) -> None:
     if out.exists() and not (args.resume or args.force):
         raise ActionBenchError(f"{out} exists; pass --force to overwrite it (or --resume to continue a run)")
     action_set = load_action(args.action_dir, template=args.template, phrase=args.phrase, action_different_dir=args.action_different)
-    pipe = load_pipeline(args.model, _device(args.device), _dtype(args.dtype))
+    device = _device(args.device)
+    pipe = load_pipeline(args.model, device, _dtype(args.dtype, device))
     methods.learn(pipe, action_set, args.method, config, out=out, work_dir=args.work_dir, resume=args.resume)
     print(f"saved {out} ({args.method}, {len(action_set)} exemplars of '{action_set.name}')")
 
@@ -111,7 +115,8 @@ def add_learn(sub) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
     p.add_argument("--work-dir", help="cache folder (default: .actionbench-cache beside --out)")
     p.add_argument("--device", help="cpu or cuda (default: cuda if available)")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="dtype of the frozen model")
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+                   help="dtype of the frozen model (default auto: bf16 on a GPU, fp32 on the CPU)")
     p.set_defaults(func=cmd_learn)
 
 
@@ -125,7 +130,8 @@ def cmd_generate(args) -> None:
     methods.fill_prompt(args.prompt, "x")  # check the prompt before loading anything
     learned = methods.LearnedAction.load(args.learned)
     model = args.model or learned.base_model
-    pipe = load_pipeline(model, _device(args.device), _dtype(args.dtype))
+    device = _device(args.device)
+    pipe = load_pipeline(model, device, _dtype(args.dtype, device))
     learned.check_compatible(pipe, where=args.learned)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -152,7 +158,8 @@ def add_generate(sub) -> None:
     p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance (default 7.5)")
     p.add_argument("--model", help="hub id, local folder or 'world' (default: the file's base model)")
     p.add_argument("--device", help="cpu or cuda (default: cuda if available)")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+                   help="dtype of the model (default auto: bf16 on a GPU, fp32 on the CPU)")
     p.set_defaults(func=cmd_generate)
 
 

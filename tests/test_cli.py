@@ -124,3 +124,13 @@ def test_dreambooth_lora_flags_save_only_a_lora(model_dir, tmp_path):
         keys = list(f.keys())
     assert keys and all(k.startswith("unet.") and ".lora_" in k for k in keys), keys[:5]
     assert out.stat().st_size < 2**20
+
+
+def test_auto_dtype_is_bf16_on_a_gpu_and_fp32_on_the_cpu():
+    import torch
+
+    from actionbench.cli import _dtype
+
+    assert _dtype("auto", "cuda") == torch.bfloat16 and _dtype("auto", "cuda:1") == torch.bfloat16
+    assert _dtype("auto", "cpu") == torch.float32
+    assert _dtype("fp16", "cpu") == torch.float16
