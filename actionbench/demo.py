@@ -20,6 +20,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from .errors import ActionBenchError
+from .world import render as R
 
 DEMO_METHODS = ("sd", "textual-inversion", "adi")
 # (ours) The demo's budget: ADI's and TI's paper settings (3000 steps at 2e-4 / 2.5e-4)
@@ -47,19 +48,11 @@ class DemoSettings:
 
 def world_subjects() -> list[tuple[str, str]]:
     """(kind, phrase) of every ActionWorld subject kind: the evaluation subjects."""
-    from .world import render as R
-
-
-
     return [(s, R.subject_phrase(s)) for s in R.SUBJECTS]
 
 
 def subject_templates(phrase: str, n: int, offset: int = 0) -> list[str]:
     """n prompts "a panda {} in a park", cycling through the world's contexts."""
-    from .world import render as R
-
-
-
     return [f"{phrase} {{}} {R.context_phrase(R.CONTEXTS[(offset + k) % len(R.CONTEXTS)])}" for k in range(n)]
 
 
@@ -73,8 +66,6 @@ def judge_learned(pipe, learned, world_action: str, s: DemoSettings):
         templates += subject_templates(phrase, s.n, si)
         rows += [kind] * s.n
     images = methods.generate(pipe, learned, templates, seed=s.seed, steps=s.sample_steps, guidance=s.guidance, batch=len(templates))
-    from .world import render as R
-
     verdicts = judge_images(images)
     hits = [(js == kind, ja == world_action) for kind, (js, ja, _) in zip(rows, verdicts)]
     n = len(hits)
@@ -106,22 +97,32 @@ def parse_method_spec(spec: str) -> tuple[str, dict]:
     return name, options
 
 
-def learn_for_demo(pipe, action_set, method: str, s: DemoSettings, work_dir: Path):
-    """Learn with a method spec (``name[:key=value...]``); token learners get the demo's steps and lr."""
+def demo_config(spec: str, s: DemoSettings):
+    """(method name, config) of a method spec under the demo's budget: every learner gets the
+    demo's steps, token learners also its learning rate (weight tuners keep their paper's),
+    prior preservation the world's class prompt; the spec's own options win."""
     import methods
+    from methods.weights import WeightMethod
 
-    name, options = parse_method_spec(method)
+    name, options = parse_method_spec(spec)
     cls = methods.get_method(name)
     fields = cls.Config.__dataclass_fields__
     overrides = {"seed": s.seed}
-    if "steps" in fields:  # every learner gets the demo's number of steps
+    if "steps" in fields:
         overrides["steps"] = s.steps
-    if "token" in fields and "identifier" not in fields and "prior_preservation" not in fields:
-        overrides["lr"] = s.lr  # token learners also get its learning rate; weight tuners keep their paper's
+    if "token" in fields and not issubclass(cls, WeightMethod):
+        overrides["lr"] = s.lr
     if "class_prompt" in fields:
         overrides["class_prompt"] = WORLD_CLASS_PROMPT
     overrides.update(options)
-    config = cls.Config().with_overrides(**overrides)
+    return name, cls.Config().with_overrides(**overrides)
+
+
+def learn_for_demo(pipe, action_set, method: str, s: DemoSettings, work_dir: Path):
+    """Learn with a method spec (``name[:key=value...]``) and the demo's budget (:func:`demo_config`)."""
+    import methods
+
+    name, config = demo_config(method, s)
     out = work_dir / f"{action_set.name}-{method.replace(':', '_').replace('=', '-')}.safetensors"
     return methods.learn(pipe, action_set, name, config, out=out, work_dir=work_dir, progress=True)
 
@@ -230,10 +231,7 @@ def cmd_demo(args) -> None:
     s = DemoSettings(actions=actions, methods=tuple(args.methods.split(",")), steps=args.steps, lr=args.lr,
                      n=args.n, sample_steps=args.sample_steps, seed=args.seed, device=args.device)
     for spec in s.methods:  # fail before any learning on a bad method spec or option
-        import methods
-
-        name, options = parse_method_spec(spec)
-        methods.get_method(name).Config().with_overrides(**options)
+        demo_config(spec, s)
     report = run_demo(s, Path(args.out))
     write_tables(report, Path(args.out))
     if args.json:
@@ -252,8 +250,8 @@ def add_parser(sub) -> None:
     p.add_argument("--methods", default=",".join(DEMO_METHODS),
                    help=f"comma-separated methods, each NAME or NAME:KEY=VALUE:... for options such as ADI's ablations "
                         f"(adi:mask=none, adi:layerwise=false, adi:beta=0.4) (default {','.join(DEMO_METHODS)})")
-    p.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"training steps of the token methods (default {DEMO_STEPS})")
-    p.add_argument("--lr", type=float, default=DEMO_LR, help=f"their learning rate (default {DEMO_LR})")
+    p.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"training steps of every learning method (default {DEMO_STEPS})")
+    p.add_argument("--lr", type=float, default=DEMO_LR, help=f"learning rate of the token methods; weight tuners keep their paper's (default {DEMO_LR})")
     p.add_argument("--n", type=int, default=4, help="images per subject (default 4)")
     p.add_argument("--sample-steps", type=int, default=25, help="DDIM steps (default 25)")
     p.add_argument("--seed", type=int, default=0)

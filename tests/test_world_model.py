@@ -21,12 +21,10 @@ def test_world_model_loads_and_generates():
 
 
 def test_training_is_resumable_and_reproducible(tmp_path):
-    from actionbench.world.train import TrainConfig, train
+    from actionbench.world.train import train
 
-    spec = PipelineSpec(image_size=64, vae_channels=(8, 8, 8), unet_channels=(8, 8, 16, 16), head_dim=8, norm_groups=4,
-                        text_width=16, text_layers=1, text_heads=2, text_ffn=32)
     def cfg(out, steps):
-        return TrainConfig(out=str(out), steps=steps, batch=4, vae_steps=2, vae_batch=2, n_data=16, decoder_steps=2, ckpt_every=2, spec=asdict(spec))
+        return _tiny_cfg(out, steps, n_data=16, ckpt_every=2)
 
     train(cfg(tmp_path / "a", 4), export_dir=None)
     train(cfg(tmp_path / "b", 4), export_dir=None, stop_at=2)  # interrupted after 2 steps
@@ -45,8 +43,9 @@ def _tiny_cfg(out, steps, **kw):
 
     spec = PipelineSpec(image_size=64, vae_channels=(8, 8, 8), unet_channels=(8, 8, 16, 16), head_dim=8, norm_groups=4,
                         text_width=16, text_layers=1, text_heads=2, text_ffn=32)
-    return TrainConfig(out=str(out), steps=steps, batch=4, vae_steps=2, vae_batch=2, n_data=300, decoder_steps=2,
-                       ckpt_every=100, spec=asdict(spec), **kw)
+    settings = dict(out=str(out), steps=steps, batch=4, vae_steps=2, vae_batch=2, n_data=300, decoder_steps=2,
+                    ckpt_every=100, spec=asdict(spec))
+    return TrainConfig(**{**settings, **kw})
 
 
 def test_dataset_does_not_depend_on_worker_count(tmp_path):

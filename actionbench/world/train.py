@@ -76,10 +76,19 @@ class TrainConfig:
     spec: dict = field(default_factory=lambda: asdict(world_spec()))
 
 
+def _as_uint8(images) -> np.ndarray:
+    """PIL images -> one uint8 array (N, H, W, 3): what a render worker sends back."""
+    return np.stack([np.asarray(im, dtype=np.uint8) for im in images])
+
+
+def _uint8_to_tensor(arr: np.ndarray) -> torch.Tensor:
+    """uint8 array (N, H, W, 3) -> float tensor in [-1, 1], shape (N, 3, H, W)."""
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
 def to_tensor(images) -> torch.Tensor:
     """PIL images -> float tensor in [-1, 1], shape (N, 3, H, W)."""
-    arr = np.stack([np.asarray(im, dtype=np.uint8) for im in images])
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    return _uint8_to_tensor(_as_uint8(images))
 
 
 def random_renders(n: int, rng: np.random.Generator, size: int = 64):
@@ -92,11 +101,7 @@ def _render_chunk(job: tuple[int, int, int]):
     """Renders of one dataset chunk, seeded by (seed, chunk) alone: any worker count gives the same data."""
     seed, chunk, n = job
     imgs, items = random_renders(n, np.random.default_rng([seed, 2, chunk]))
-    return np.stack([np.asarray(im, dtype=np.uint8) for im in imgs]), items
-
-
-def _uint8_to_tensor(arr: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    return _as_uint8(imgs), items
 
 
 def _model_device(module) -> torch.device:
@@ -322,7 +327,7 @@ def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
 
 def train_unet(pipe, latents: torch.Tensor, captions: list[str], cfg: TrainConfig, out: Path, resume: bool,
                stop_at: int | None = None, time_budget_s: float | None = None):
-    """The diffusion loop (UNet + text encoder); returns (EMA weights by parameter name, last step).
+    """The diffusion loop (UNet + text encoder); returns (EMA weights by parameter name, steps completed).
 
     ``stop_at`` ends this run early (after a checkpoint), as an interruption would;
     ``time_budget_s`` does the same after that many seconds. Batches, timesteps and noise
@@ -347,7 +352,7 @@ def train_unet(pipe, latents: torch.Tensor, captions: list[str], cfg: TrainConfi
     pipe.unet.train()
     pipe.text_encoder.train()
     t0 = time.time()
-    step = start
+    done = start  # steps completed
     for step in range(start, cfg.steps):
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         idx = torch.randint(0, len(latents), (cfg.batch,), generator=g)
@@ -374,14 +379,13 @@ def train_unet(pipe, latents: torch.Tensor, captions: list[str], cfg: TrainConfi
         with torch.no_grad():
             torch._foreach_lerp_(ema_list, param_list, 1 - decay)  # ema = decay * ema + (1 - decay) * p
         _log(out / "log.jsonl", step=step, loss=round(loss.item(), 5), lr=lr, t=round(time.time() - t0, 2))
+        done = step + 1
         out_of_time = time_budget_s is not None and time.time() - t0 >= time_budget_s
-        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps or out_of_time:
-            _save_ckpt(ckpt, step + 1, named, opt, ema)
-        if (stop_at is not None and step + 1 >= stop_at) or out_of_time:
+        if done % cfg.ckpt_every == 0 or done == cfg.steps or out_of_time:
+            _save_ckpt(ckpt, done, named, opt, ema)
+        if (stop_at is not None and done >= stop_at) or out_of_time:
             break
-    else:
-        step = cfg.steps - 1
-    return ema, step + 1
+    return ema, done
 
 
 # --------------------------------------------------------------------------- export
