@@ -95,7 +95,8 @@ def add_learn(sub) -> None:
     p.add_argument("action_dir", help="folder of exemplar images (ActionBench layout: NN.jpg + text.json)")
     p.add_argument("--out", required=True, help="learned-action file to write (.safetensors)")
     p.add_argument("--method", default="adi", help="method name (see `actionbench methods`; default adi)")
-    p.add_argument("--model", default="stabilityai/stable-diffusion-2-1-base", help="hub id, local diffusers folder, or 'world'")
+    p.add_argument("--model", default="sd21-base",
+                   help="registry name (sd21-base, sd15: `actionbench models`), hub id, local diffusers folder, or 'world' (default sd21-base)")
     p.add_argument("--steps", type=int, help="training steps (default: the method's; ADI 3000)")
     p.add_argument("--lr", type=float, help="learning rate (default: the method's; ADI 2e-4)")
     p.add_argument("--beta", type=float, help="ADI mask fraction in (0, 1) (default 0.6)")
@@ -156,7 +157,7 @@ def add_generate(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the first image (default 0)")
     p.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
     p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance (default 7.5)")
-    p.add_argument("--model", help="hub id, local folder or 'world' (default: the file's base model)")
+    p.add_argument("--model", help="registry name, hub id, local folder or 'world' (default: the file's base model)")
     p.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                    help="dtype of the model (default auto: bf16 on a GPU, fp32 on the CPU)")
@@ -179,6 +180,37 @@ def add_methods(sub) -> None:
     p.set_defaults(func=cmd_methods)
 
 
+# -- models --------------------------------------------------------------------------
+
+
+def cmd_models(args) -> None:
+    from actionbench.model_registry import describe, load_registry
+    from actionbench.models import DEFAULT_MODEL
+
+    for entry in load_registry().values():
+        print(describe(entry).replace(":", " [the default --model]:", 1) if entry.name == DEFAULT_MODEL else describe(entry))
+
+
+def cmd_models_verify(args) -> None:
+    from actionbench.model_registry import check_folder
+
+    for c in check_folder(args.folder, args.name):
+        print(f"{c.status:9s} {c.path}")
+    print(f"{args.folder}: every file with a published sha256 that is there matches {args.name}")
+
+
+def add_models(sub) -> None:
+    p = sub.add_parser("models", help="list the known base models (what --model NAME resolves to)",
+                       description="The registry of base models (actionbench/data/models.yaml): hub ids in the order they are "
+                                   "tried, architecture, and the sha256 of their weight files.")
+    p.set_defaults(func=cmd_models)
+    msub = p.add_subparsers(dest="models_command")
+    v = msub.add_parser("verify", help="check a downloaded model folder's weight files against the registry's sha256")
+    v.add_argument("folder", help="diffusers folder (e.g. from `hf download HUB_ID --local-dir DIR`)")
+    v.add_argument("--as", dest="name", required=True, help="registry name the folder should be (sd21-base, sd15, sdxl)")
+    v.set_defaults(func=cmd_models_verify)
+
+
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
@@ -187,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_learn(sub)
     add_generate(sub)
     add_methods(sub)
+    add_models(sub)
     for module, func in PLUGINS:
         try:
             mod = importlib.import_module(module)

@@ -1,9 +1,10 @@
 """Loading Stable Diffusion pipelines, and building small ones with the real topology.
 
-``load_pipeline`` takes what ``--model`` accepts everywhere: a hub id
-(``stabilityai/stable-diffusion-2-1-base``), a local diffusers folder, or ``world`` (the
-ActionWorld model shipped inside the package). Offline, a hub id that is not in the local
-cache gives a one-line error that says how to pass a local folder instead.
+``load_pipeline`` takes what ``--model`` accepts everywhere: a registry name (``sd21-base``,
+``sd15``: ``actionbench/data/models.yaml``, resolved to hub ids that still exist by
+``model_registry``), a hub id, a local diffusers folder, or ``world`` (the ActionWorld model
+shipped inside the package). Offline, a model that is not in the local cache gives a one-line
+error naming the mirrors and how to pass a local folder instead.
 
 ``build_pipeline`` makes a randomly initialised pipeline of any size with SD 2.1's or SD
 1.x's architecture flags: the tests use tiny ones, ``actionbench speed`` full-size ones,
@@ -19,8 +20,9 @@ from pathlib import Path
 import torch
 
 from .errors import ActionBenchError
+from .model_registry import load_from_hub
 
-DEFAULT_MODEL = "stabilityai/stable-diffusion-2-1-base"
+DEFAULT_MODEL = "sd21-base"  # the paper's SD 2.1-base, through the registry
 WORLD_MODEL_DIR = Path(__file__).parent / "world" / "model"
 
 
@@ -129,15 +131,6 @@ def build_pipeline(spec: PipelineSpec | None = None, seed: int = 0):
     return pipe
 
 
-def _offline_error(model: str, err: Exception) -> ActionBenchError:
-    return ActionBenchError(
-        f"model '{model}' could not be loaded ({type(err).__name__}): it is neither a local diffusers "
-        f"folder nor in the Hugging Face cache, and it cannot be downloaded from here. On a machine with "
-        f"internet run `huggingface-cli download {model} --local-dir DIR`, then pass --model DIR "
-        f"(or --model world for the built-in ActionWorld model)"
-    )
-
-
 def resolve_model(model: str) -> str:
     """``world`` -> the packaged ActionWorld folder; anything else unchanged."""
     if model == "world":
@@ -158,15 +151,13 @@ def load_pipeline(model: str = DEFAULT_MODEL, device: str | torch.device = "cpu"
     if not local and (path.startswith((".", "/", "~")) or os.sep in path.strip("/").split("/", 1)[-1]):
         raise ActionBenchError(f"model folder '{path}' does not exist")
     kwargs = dict(torch_dtype=dtype, safety_checker=None, requires_safety_checker=False)
-    try:
-        pipe = StableDiffusionPipeline.from_pretrained(path, local_files_only=local, **kwargs)
-    except Exception as err:  # hub errors differ by version; all mean "not available here"
-        if local:
-            raise ActionBenchError(f"'{path}' is not a loadable diffusers Stable Diffusion folder: {err}") from err
+    if local:
         try:
             pipe = StableDiffusionPipeline.from_pretrained(path, local_files_only=True, **kwargs)
-        except Exception:
-            raise _offline_error(model, err) from err
+        except Exception as err:
+            raise ActionBenchError(f"'{path}' is not a loadable diffusers Stable Diffusion folder: {err}") from err
+    else:  # registry name or hub id: each hub id in order, the network then the cache
+        pipe = load_from_hub(path, StableDiffusionPipeline, **kwargs)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     pipe.model_name = model  # what learned-action files record as their base model
