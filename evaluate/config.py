@@ -27,7 +27,7 @@ class MethodEntry:
 @dataclass
 class RunConfig:
     name: str = "paper"
-    model: str = "stabilityai/stable-diffusion-2-1-base"  # hub id, local folder, "world", or "tiny"
+    model: str = "sd21-base"  # registry name (actionbench/data/models.yaml), hub id, local folder, "world", or "tiny"
     benchmark: str = "../shared/ActionBench"
     methods: list[MethodEntry] = field(default_factory=list)
     actions: list[str] | None = None  # None: every action of the benchmark
