@@ -34,6 +34,16 @@ def test_registry_parses_with_the_papers_models():
         assert all(h is None or len(h) == 64 for h in e.sha256.values())
 
 
+def test_docs_table_matches_the_registry():
+    doc = (ROOT / "docs" / "models.md").read_text()
+    for e in reg.load_registry().values():
+        for h in e.hub_ids:
+            assert f"`{h.id}` ({h.status}" in doc, h.id
+        for path, digest in e.sha256.items():
+            row = f"| `{e.name}` | `{path}` | " + (f"`{digest}` |" if digest else "unknown")
+            assert row in doc, (e.name, path)
+
+
 def test_sdxl_cross_attention_count_matches_its_unet_layout():
     """70 = the public SDXL UNet config's block layout (transformer_layers_per_block [1, 2, 10])."""
     from diffusers import UNet2DConditionModel
