@@ -188,7 +188,7 @@ def cmd_models(args) -> None:
     from actionbench.models import DEFAULT_MODEL
 
     for entry in load_registry().values():
-        print(describe(entry).replace(":", " [the default --model]:", 1) if entry.name == DEFAULT_MODEL else describe(entry))
+        print(describe(entry, default=entry.name == DEFAULT_MODEL))
 
 
 def cmd_models_verify(args) -> None:

@@ -292,7 +292,7 @@ def check_folder(folder: str | Path, name: str, registry: dict[str, ModelEntry] 
     return checks
 
 
-def describe(entry: ModelEntry) -> str:
+def describe(entry: ModelEntry, default: bool = False) -> str:
     """A few lines for ``actionbench models``."""
     enc = " + ".join(f"{t.get('model', t.get('subfolder'))} ({t['width']})" for t in entry.text_encoders)
     pooled = f", pooled {entry.pooled_width}" if entry.pooled_width else ""
@@ -300,7 +300,7 @@ def describe(entry: ModelEntry) -> str:
     aliases = f" (also {', '.join(entry.aliases)})" if entry.aliases else ""
     width = max(len(h.id) for h in entry.hub_ids)
     lines = [
-        f"{entry.name}{aliases}: {entry.title}",
+        f"{entry.name}{aliases}{' [the default --model]' if default else ''}: {entry.title}",
         f"    {entry.pipeline}, {entry.resolution} px, {entry.prediction_type}; text: {enc}{pooled}; "
         f"{layers} cross-attention layers",
     ]
