@@ -306,3 +306,51 @@ def test_sd21_file_is_refused_on_sdxl_with_the_reason(base, action, sdxl_ti, tmp
     # and the other way round
     with pytest.raises(ActionBenchError, match="learned for an SDXL model .* cannot be used with an SD 1.x/2.x model"):
         methods.generate(tiny_pipe("sd2"), methods.LearnedAction.load(sdxl_ti), "A panda {}", n=1, steps=1)
+
+
+def test_documented_sdxl_sizes():
+    """The counts docs/sdxl.md gives for SDXL base 1.0, from its real UNet config (built on the meta device)."""
+    from pathlib import Path
+
+    from diffusers import UNet2DConditionModel
+
+    from methods.custom_diffusion import key_value_names
+    from methods.weights import LORA_TARGETS
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(
+            sample_size=128, block_out_channels=(320, 640, 1280), layers_per_block=2,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+            transformer_layers_per_block=(1, 2, 10), cross_attention_dim=2048, attention_head_dim=(5, 10, 20),
+            use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
+            projection_class_embeddings_input_dim=2816,
+        )
+    layers = len(cross_attention_layers(unet))
+    assert layers == expected_layers(unet) == 70
+    kv = sum(unet.get_parameter(n).numel() for n in key_value_names(unet))
+    lora = sum(
+        4 * (m.in_features + m.out_features)
+        for n, m in unet.named_modules()
+        if isinstance(m, torch.nn.Linear) and n.endswith(LORA_TARGETS)
+    )
+    full = sum(p.numel() for p in unet.parameters())
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "sdxl.md").read_text()
+    for number in (layers * 2048, kv + 2048, lora, full):
+        assert f"{number:,}" in doc, f"{number:,} not in docs/sdxl.md"
+
+
+def test_adi_makes_action_different_images_with_an_sdxl_lora_and_leaves_weights_bit_identical(base, tmp_path):
+    pipe = copy.deepcopy(base)
+    modules = ("unet", "text_encoder", "text_encoder_2", "vae")
+    before = {f"{m}.{k}": v.clone() for m in modules for k, v in getattr(pipe, m).state_dict().items()}
+    action = load_action(small_action(tmp_path, n=2, with_different=False))
+    cfg = methods.get_method("adi").Config(
+        **FAST, action_different_steps=1, action_different_sample_steps=2, action_different_phrases=["stands", "waves"]
+    )
+    learned = methods.learn(pipe, action, "adi", cfg, work_dir=tmp_path / "cache", progress=False)
+    made = sorted((tmp_path / "cache" / "action_different").glob("*/*/*.png"))
+    assert [p.name for p in made] == ["stands.png", "waves.png"] * 2
+    after = {f"{m}.{k}": v for m in modules for k, v in getattr(pipe, m).state_dict().items()}
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert learned.tensors["clip_l"].shape == (11, 32) and not torch.equal(learned.tensors["clip_g"][0], learned.tensors["clip_g"][1])
