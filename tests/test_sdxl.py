@@ -8,7 +8,6 @@ pipelines in place, so each test works on a deep copy.
 from __future__ import annotations
 
 import copy
-import dataclasses
 
 import numpy as np
 import pytest
