@@ -8,7 +8,9 @@ error naming the mirrors and how to pass a local folder instead.
 
 ``build_pipeline`` makes a randomly initialised pipeline of any size with SD 2.1's or SD
 1.x's architecture flags: the tests use tiny ones, ``actionbench speed`` full-size ones,
-and the ActionWorld model is trained from one.
+and the ActionWorld model is trained from one. ``build_sdxl_pipeline`` (in
+:mod:`actionbench.sdxl`) does the same for Stable Diffusion XL; ``load_pipeline`` loads an
+SDXL folder or hub id as a ``StableDiffusionXLPipeline`` (told by its ``model_index.json``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import torch
 
 from .errors import ActionBenchError
 from .model_registry import load_from_hub
+from .model_registry import pipeline_class_name as registry_pipeline_class
+from .sdxl import SDXLPipelineSpec, build_sdxl_pipeline  # noqa: F401  (re-exported)
 
 DEFAULT_MODEL = "sd21-base"  # the paper's SD 2.1-base, through the registry
 WORLD_MODEL_DIR = Path(__file__).parent / "world" / "model"
@@ -142,22 +146,43 @@ def resolve_model(model: str) -> str:
     return model
 
 
+def pipeline_class_name(path: str, local: bool) -> str | None:
+    """``_class_name`` of a diffusers folder's or hub id's ``model_index.json`` (None: unreadable here)."""
+    from diffusers import DiffusionPipeline
+
+    for local_only in (local, True):
+        try:
+            return DiffusionPipeline.load_config(path, local_files_only=local_only).get("_class_name")
+        except Exception:  # not cached, offline, not a pipeline: from_pretrained says which below
+            continue
+    return None
+
+
+def is_sdxl_class(name: str | None) -> bool:
+    return bool(name) and name.startswith("StableDiffusionXL")
+
+
 def load_pipeline(model: str = DEFAULT_MODEL, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
-    """Load a Stable Diffusion 1.x/2.x pipeline with a DDIM scheduler and no safety checker."""
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    """Load a Stable Diffusion 1.x/2.x or SDXL pipeline with a DDIM scheduler and no safety checker."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
 
     path = resolve_model(model)
     local = os.path.isdir(path)
     if not local and (path.startswith((".", "/", "~")) or os.sep in path.strip("/").split("/", 1)[-1]):
         raise ActionBenchError(f"model folder '{path}' does not exist")
-    kwargs = dict(torch_dtype=dtype, safety_checker=None, requires_safety_checker=False)
+    # the pipeline class: the registry's for a known name or id, else the folder's / hub's model_index.json
+    cls_name = (None if local else registry_pipeline_class(path)) or pipeline_class_name(path, local)
+    if is_sdxl_class(cls_name):
+        cls, kwargs = StableDiffusionXLPipeline, dict(torch_dtype=dtype, add_watermarker=False)
+    else:
+        cls, kwargs = StableDiffusionPipeline, dict(torch_dtype=dtype, safety_checker=None, requires_safety_checker=False)
     if local:
         try:
-            pipe = StableDiffusionPipeline.from_pretrained(path, local_files_only=True, **kwargs)
+            pipe = cls.from_pretrained(path, local_files_only=True, **kwargs)
         except Exception as err:
             raise ActionBenchError(f"'{path}' is not a loadable diffusers Stable Diffusion folder: {err}") from err
     else:  # registry name or hub id: each hub id in order, the network then the cache
-        pipe = load_from_hub(path, StableDiffusionPipeline, **kwargs)
+        pipe = load_from_hub(path, cls, **kwargs)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     pipe.model_name = model  # what learned-action files record as their base model

@@ -24,21 +24,38 @@ import torch
 from actionbench.bench import ActionSet
 
 from .config import MethodConfig
-from .diffusion import encode_images, native_resolution
+from .diffusion import encode_images, native_resolution, predict
 from .learned import LearnedAction, model_fingerprint
-from .tokens import tokenize
+from .tokens import TextEncoders
 
 
 class PromptEncoder:
-    """Plain text encoding with the pipeline's frozen text encoder."""
+    """Plain text encoding with the pipeline's frozen text encoder(s) (:class:`TextEncoders`)."""
 
     def __init__(self, pipe):
         self.pipe = pipe
+        self.text = TextEncoders(pipe)
 
     @torch.no_grad()
+    def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Prompts -> (``prompt_embeds``, pooled embedding or None where the model has none)."""
+        return self.text.encode(self.text.tokenize(prompts, self.text.device))
+
     def __call__(self, prompts: list[str]) -> torch.Tensor:
-        ids = tokenize(self.pipe.tokenizer, prompts, self.pipe.text_encoder.device)
-        return self.pipe.text_encoder(ids)[0]
+        return self.encode(prompts)[0]
+
+    def pipeline_embeds(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        """The embedding arguments of the pipeline call: the prompts', and the empty prompt's
+        as the negative (SDXL: zeros instead where the pipeline's ``force_zeros_for_empty_prompt``
+        says its unconditional embedding is zeros, as it does itself)."""
+        states, pooled = self.encode(prompts)
+        negative, negative_pooled = self.encode([""] * len(prompts))
+        out = {"prompt_embeds": states, "negative_prompt_embeds": negative}
+        if pooled is not None:
+            if self.pipe.config.get("force_zeros_for_empty_prompt", False):
+                negative, negative_pooled = torch.zeros_like(negative), torch.zeros_like(negative_pooled)
+            out.update(negative_prompt_embeds=negative, pooled_prompt_embeds=pooled, negative_pooled_prompt_embeds=negative_pooled)
+        return out
 
     def generation_pipeline(self):
         """The pipeline that draws the images: ``pipe`` itself, or one built around it (ControlNet)."""
@@ -62,6 +79,7 @@ class Method:
         self.config = config if config is not None else self.Config()
         self.device = pipe.unet.device
         self.resolution = self.config.resolution or native_resolution(pipe)
+        self.text = TextEncoders(pipe)  # one text encoder (SD 1.x/2.x) or two (SDXL)
 
     # -- learning ---------------------------------------------------------------
     def setup(self, work_dir: Path) -> None:
@@ -105,9 +123,13 @@ class Method:
 
     def freeze_model(self) -> None:
         """All model weights stay frozen: no gradient buffers are made for them."""
-        for module in (self.pipe.unet, self.pipe.text_encoder, self.pipe.vae):
+        for module in (self.pipe.unet, *(te for _, te in self.text.pairs), self.pipe.vae):
             module.requires_grad_(False)
             module.eval()
+
+    def predict(self, noisy: torch.Tensor, t: torch.Tensor, states: torch.Tensor, pooled: torch.Tensor | None = None):
+        """The UNet's prediction (SDXL: with the pooled embedding and time ids at the training resolution)."""
+        return predict(self.pipe.unet, noisy, t, states, pooled, self.resolution)
 
     # -- generation --------------------------------------------------------------
     @classmethod

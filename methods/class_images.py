@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from actionbench.bench import open_image
 
 from .diffusion import encode_images
-from .tokens import tokenize
+from .tokens import TextEncoders
 
 
 def _folder(pipe, work_dir: Path, settings: dict) -> Path:
@@ -60,9 +60,11 @@ def class_images(
 
 @torch.no_grad()
 def class_latents_and_states(pipe, work_dir: Path, prompt: str, count: int, size: int, steps: int, seed: int):
-    """VAE latents (count, C, h, w) of the class images and the class prompt's encoding (1, 77, d)."""
+    """VAE latents (count, C, h, w) of the class images, the class prompt's encoding (1, 77, d)
+    and its pooled embedding (1, p) on SDXL (else None)."""
     device = pipe.unet.device
     images = class_images(pipe, work_dir, prompt, count, size, steps, seed)
     latents = encode_images(pipe.vae, images, size).to(device)
-    states = pipe.text_encoder(tokenize(pipe.tokenizer, [prompt], pipe.text_encoder.device))[0].to(device)
-    return latents, states
+    text = TextEncoders(pipe)
+    states, pooled = text.encode(text.tokenize([prompt], text.device))
+    return latents, states.to(device), (pooled.to(device) if pooled is not None else None)

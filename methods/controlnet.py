@@ -9,7 +9,9 @@ built around the caller's pipeline components (nothing in ``pipe`` is changed).
 
 Defaults: ADI-SPEC.md "ControlNet with OpenPose skeletons of the exemplars"; the ControlNet
 for the base model (ours): ``lllyasviel/control_v11p_sd15_openpose`` for SD 1.x (token
-width 768), ``thibaud/controlnet-sd21-openpose-diffusers`` for SD 2.x (1024).
+width 768), ``thibaud/controlnet-sd21-openpose-diffusers`` for SD 2.x (1024),
+``thibaud/controlnet-openpose-sdxl-1.0`` for SDXL (drawn with
+``StableDiffusionXLControlNetPipeline``).
 """
 
 from __future__ import annotations
@@ -27,8 +29,13 @@ from .base import Method, PromptEncoder
 from .config import MethodConfig
 from .learned import LearnedAction
 from .registry import register
+from .tokens import is_sdxl
 
-OPENPOSE_CONTROLNETS = {768: "lllyasviel/control_v11p_sd15_openpose", 1024: "thibaud/controlnet-sd21-openpose-diffusers"}
+OPENPOSE_CONTROLNETS = {
+    768: "lllyasviel/control_v11p_sd15_openpose",
+    1024: "thibaud/controlnet-sd21-openpose-diffusers",
+    "sdxl": "thibaud/controlnet-openpose-sdxl-1.0",
+}
 DETECTORS = ("auto", "openpose", "mediapipe")
 
 
@@ -61,7 +68,7 @@ def tensor_png(t: torch.Tensor) -> Image.Image:
 
 
 def default_controlnet(pipe) -> str:
-    width = pipe.text_encoder.get_input_embeddings().weight.shape[1]
+    width = "sdxl" if is_sdxl(pipe) else pipe.text_encoder.get_input_embeddings().weight.shape[1]
     if width not in OPENPOSE_CONTROLNETS:
         raise ActionBenchError(f"no default OpenPose ControlNet for token width {width}; set `controlnet` in the config")
     return OPENPOSE_CONTROLNETS[width]
@@ -83,6 +90,25 @@ def load_controlnet(name: str, device, dtype):
             f"`controlnet: DIR` in the config (--config FILE.yaml)"
         ) from err
     return model.to(device)
+
+
+def controlnet_pipeline(pipe, controlnet):
+    """A ControlNet pipeline of the base pipeline's kind (SD or SDXL) around its components."""
+    if is_sdxl(pipe):
+        from diffusers import StableDiffusionXLControlNetPipeline
+
+        return StableDiffusionXLControlNetPipeline(
+            vae=pipe.vae, text_encoder=pipe.text_encoder, text_encoder_2=pipe.text_encoder_2, tokenizer=pipe.tokenizer,
+            tokenizer_2=pipe.tokenizer_2, unet=pipe.unet, controlnet=controlnet, scheduler=pipe.scheduler,
+            force_zeros_for_empty_prompt=pipe.config.get("force_zeros_for_empty_prompt", True), add_watermarker=False,
+        )
+    from diffusers import StableDiffusionControlNetPipeline
+
+    return StableDiffusionControlNetPipeline(
+        vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=pipe.unet,
+        controlnet=controlnet, scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )
 
 
 class PosePromptEncoder(PromptEncoder):
@@ -138,18 +164,12 @@ class ControlNetPose(Method):
 
     @classmethod
     def apply(cls, pipe, learned: LearnedAction) -> PromptEncoder:
-        from diffusers import StableDiffusionControlNetPipeline
-
         name = learned.extra["controlnet"]
         cached = getattr(pipe, "_actionbench_controlnet", None)  # generate() applies once per call: load once
         if cached is None or cached[0] != name:
             cached = (name, load_controlnet(name, pipe.unet.device, pipe.unet.dtype))
             pipe._actionbench_controlnet = cached
-        runner = StableDiffusionControlNetPipeline(
-            vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=pipe.unet,
-            controlnet=cached[1], scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None,
-            requires_safety_checker=False,
-        )
+        runner = controlnet_pipeline(pipe, cached[1])
         runner.set_progress_bar_config(disable=True)
         poses = [tensor_png(learned.tensors[f"pose.{k}"]) for k in learned.extra["poses"]]
         return PosePromptEncoder(pipe, runner, poses, learned.extra["conditioning_scale"])

@@ -82,9 +82,9 @@ class CustomDiffusion(WeightMethod, TokenMethod):
     def training_step(self, generator: torch.Generator) -> dict[str, float]:
         b = self.config.batch_size
         idx = torch.randint(0, len(self.action_set), (b,), generator=generator).to(self.device)
-        states = self.encode(self.ids[idx], self.vectors.unsqueeze(0).expand(b, -1, -1))
-        latents, states = self.batch_with_class(generator, self.latents[idx], states)
-        losses = self.denoise(generator, latents, states)
+        states, pooled = self.encode_text(self.ids[idx], self.vectors.unsqueeze(0).expand(b, -1, -1))
+        latents, states, pooled = self.batch_with_class(generator, self.latents[idx], states, pooled)
+        losses = self.denoise(generator, latents, states, pooled)
         loss = prior_preservation_loss(losses, b, self.config.prior_loss_weight)
         loss.backward()
         return {"loss": float(loss.detach()), "exemplar_loss": float(losses[:b].detach().mean())}

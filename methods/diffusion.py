@@ -51,3 +51,26 @@ def encode_images(vae, images: list[Image.Image], size: int, batch: int = 8) -> 
 def native_resolution(pipe) -> int:
     """The image size a pipeline was trained at (UNet sample size times the VAE factor)."""
     return int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
+
+
+def time_ids(size: int, batch: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """SDXL's six size/crop conditioning numbers for a ``size`` square image, (B, 6): original
+    size, crop top-left, target size. (ours) Training uses (size, size, 0, 0, size, size), the
+    numbers ``StableDiffusionXLPipeline`` conditions on when it generates at that size, rather
+    than each photo's own size and crop offset, so an identifier is learned under the
+    conditioning it is used with."""
+    return torch.tensor([[size, size, 0, 0, size, size]], dtype=dtype, device=device).expand(batch, 6)
+
+
+def predict(unet, noisy: torch.Tensor, t: torch.Tensor, states: torch.Tensor, pooled: torch.Tensor | None = None, size: int | None = None):
+    """The UNet's prediction for text encodings ``states``; on SDXL also the pooled embedding and
+    the time ids of a ``size`` image (``added_cond_kwargs``). Every training path calls this."""
+    kwargs = {}
+    if pooled is not None:
+        if size is None:
+            raise ValueError("SDXL's UNet needs the image size for its time ids")
+        kwargs["added_cond_kwargs"] = {
+            "text_embeds": pooled.to(unet.dtype),
+            "time_ids": time_ids(size, noisy.shape[0], noisy.device, unet.dtype),
+        }
+    return unet(noisy.to(unet.dtype), t, states.to(unet.dtype), **kwargs).sample

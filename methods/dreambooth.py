@@ -26,7 +26,6 @@ from .base import PromptEncoder
 from .config import MethodConfig
 from .learned import LearnedAction
 from .registry import register
-from .tokens import tokenize
 from .weights import WeightMethod, add_lora, load_lora, load_weights, lora_state, prefixed, prior_preservation_loss, unprefixed
 
 
@@ -72,8 +71,10 @@ class DreamBooth(WeightMethod):
             self.params = self.train_unet_tensors([n for n, _ in unet.named_parameters()])
         self.latents = self.exemplar_latents()
         with torch.no_grad():
-            ids = tokenize(self.pipe.tokenizer, [e.prompt(cfg.identifier) for e in self.action_set.exemplars], self.pipe.text_encoder.device)
-            self.states = self.pipe.text_encoder(ids)[0].to(self.device)
+            ids = self.text.tokenize([e.prompt(cfg.identifier) for e in self.action_set.exemplars], self.text.device)
+            states, pooled = self.text.encode(ids)  # pooled: SDXL's pooled embedding, else None
+        self.states = states.to(self.device)
+        self.pooled = pooled.to(self.device) if pooled is not None else None
 
     def parameters(self) -> list[torch.Tensor]:
         return self.params
@@ -81,8 +82,9 @@ class DreamBooth(WeightMethod):
     def training_step(self, generator: torch.Generator) -> dict[str, float]:
         b = self.config.batch_size
         idx = torch.randint(0, len(self.action_set), (b,), generator=generator).to(self.device)
-        latents, states = self.batch_with_class(generator, self.latents[idx], self.states[idx])
-        losses = self.denoise(generator, latents, states)
+        pooled = self.pooled[idx] if self.pooled is not None else None
+        latents, states, pooled = self.batch_with_class(generator, self.latents[idx], self.states[idx], pooled)
+        losses = self.denoise(generator, latents, states, pooled)
         loss = prior_preservation_loss(losses, b, self.config.prior_loss_weight)
         loss.backward()
         return {"loss": float(loss.detach()), "exemplar_loss": float(losses[:b].detach().mean())}

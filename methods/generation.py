@@ -42,13 +42,10 @@ def generate(
     images = []
     for start in range(0, len(prompts), batch):
         k = min(batch, len(prompts) - start)
-        embeds = encoder(prompts[start : start + k])
-        negative = encoder([""] * k)
         seeds = [seed + start + i for i in range(k)]
         generators = [torch.Generator().manual_seed(s) for s in seeds]
         images += runner(
-            prompt_embeds=embeds,
-            negative_prompt_embeds=negative,
+            **encoder.pipeline_embeds(prompts[start : start + k]),  # SDXL: also the pooled embeddings
             num_inference_steps=steps,
             guidance_scale=guidance,
             generator=generators,

@@ -3,9 +3,11 @@
 A file holds what a method learned (identifier vectors, a LoRA, changed projections)
 and, under the safetensors metadata key ``actionbench``, a JSON object: suite version,
 method, config, the text that replaces ``{}`` in prompts (``fill``), the base model's
-name and an architecture fingerprint (token width, cross-attention layer names in
-order, a checksum of frozen weights). Loading checks the file against the pipeline and
-says what does not match.
+name and an architecture fingerprint (model family, SD or SDXL; token width, per text
+encoder; cross-attention layer names in order; a checksum of frozen weights). Loading
+checks the file against the pipeline and says what does not match: a file learned on
+SD 2.1 is refused on SDXL naming the file, what it was learned for and what it was loaded
+into. Files from before SDXL support have no family and are SD 1.x/2.x ones.
 """
 
 from __future__ import annotations
@@ -25,23 +27,41 @@ import actionbench
 from actionbench.errors import ActionBenchError
 
 from .layerwise import cross_attention_layers
+from .tokens import TextEncoders
 
 META_KEY = "actionbench"
+FAMILIES = {"sd": "an SD 1.x/2.x model", "sdxl": "an SDXL model"}
 
 
 def _architecture(pipe) -> str:
-    """A short hash of the UNet's config and the text encoder's depth and activation."""
+    """A short hash of the UNet's config and the text encoders' depth and activation."""
     unet = {k: v for k, v in dict(pipe.unet.config).items() if not k.startswith("_")}
     te = pipe.text_encoder.config
-    blob = json.dumps({"unet": unet, "text": [te.num_hidden_layers, te.hidden_act, te.hidden_size]}, sort_keys=True, default=str)
+    arch = {"unet": unet, "text": [te.num_hidden_layers, te.hidden_act, te.hidden_size]}
+    if getattr(pipe, "text_encoder_2", None) is not None:  # (absent on SD: its hashes stay as they were)
+        te2 = pipe.text_encoder_2.config
+        arch["text_2"] = [te2.num_hidden_layers, te2.hidden_act, te2.hidden_size, te2.projection_dim]
+    blob = json.dumps(arch, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def describe(fingerprint: dict[str, Any]) -> str:
+    """``an SDXL model (text encoders 768 + 1280 wide, 70 cross-attention layers)``, from a fingerprint."""
+    family = fingerprint.get("family", "sd")
+    widths = fingerprint.get("text_encoder_widths", [fingerprint.get("token_width")])
+    wide = " + ".join(map(str, widths))
+    encoders = f"text encoders {wide} wide" if len(widths) > 1 else f"token width {wide}"
+    return f"{FAMILIES.get(family, family)} ({encoders}, {len(fingerprint.get('cross_attention_layers', []))} cross-attention layers)"
+
+
 def model_fingerprint(pipe) -> dict[str, Any]:
-    """What a learned action depends on: sizes, layer names, architecture, a checksum of weights."""
+    """What a learned action depends on: family, sizes, layer names, architecture, a checksum of weights."""
+    text = TextEncoders(pipe)
     emb = pipe.text_encoder.get_input_embeddings().weight
     return {
-        "token_width": int(emb.shape[1]),
+        "family": "sdxl" if text.sdxl else "sd",
+        "token_width": text.width,  # SDXL: both encoders' widths side by side (an identifier's width)
+        "text_encoder_widths": text.widths,
         "architecture": _architecture(pipe),
         "cross_attention_layers": cross_attention_layers(pipe.unet),
         # Sums of two frozen tensors: tell different weights apart, tolerate fp16/fp32 loads.
@@ -60,6 +80,7 @@ class LearnedAction:
     action: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     version: str = actionbench.__version__
+    path: str | None = None  # the file it was loaded from (for messages; not saved)
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -109,14 +130,24 @@ class LearnedAction:
             action=m.get("action"),
             extra=m.get("extra", {}),
             version=m.get("suite_version", "?"),
+            path=str(path),
         )
 
-    def check_compatible(self, pipe, where: str = "learned-action file") -> None:
+    def check_compatible(self, pipe, where: str | None = None) -> None:
         """Raise a one-line error if this file was learned on another model."""
         if not self.fingerprint:
             return
+        from actionbench.models import pipeline_name
+
+        where = where or self.path or "learned-action file"
         here = model_fingerprint(pipe)
         hint = f"it was learned on '{self.base_model}': pass --model {self.base_model}"
+        if self.fingerprint.get("family", "sd") != here["family"]:
+            raise ActionBenchError(
+                f"{where}: {self.method} file learned for {describe(self.fingerprint)}, '{self.base_model}', cannot be "
+                f"used with {describe(here)}, '{pipeline_name(pipe)}' (identifiers and weights are sized and named "
+                f"for the other architecture); {hint}"
+            )
         if self.fingerprint["token_width"] != here["token_width"]:
             raise ActionBenchError(
                 f"{where}: token width {self.fingerprint['token_width']} does not match this model's {here['token_width']}; {hint}"

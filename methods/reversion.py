@@ -104,15 +104,25 @@ class ReVersion(TokenMethod):
 
     def setup(self, work_dir) -> None:
         super().setup(work_dir)
-        tok, cfg = self.pipe.tokenizer, self.config
-        self.table = self.pipe.text_encoder.get_input_embeddings().weight  # frozen word embeddings
-        self.positive_ids = torch.tensor(word_ids(tok, PREPOSITIONS))
-        # Negatives per exemplar: its prompt's words that are not special, stop words, prepositions or <R>.
-        excluded = set(word_ids(tok, STOP_WORDS)) | set(self.positive_ids.tolist()) | set(tok.all_special_ids) | {self.token_id}
-        self.negative_ids = [[i for i in ids.tolist() if i not in excluded] for ids in self.ids.cpu()]
+        cfg = self.config
+        # Per text encoder (one on SD, two on SDXL): its frozen word embeddings, the ids of the
+        # positives in its tokenizer, each exemplar's negatives. The steering loss is taken in
+        # each encoder's own embedding space, on that encoder's slice of <R>, and averaged.
+        tokenizers = [tok for tok, _ in self.text.pairs]
+        token_ids = self.token_id if self.text.sdxl else (self.token_id,)
+        prompt_ids = self.ids.cpu().unbind(1) if self.text.sdxl else (self.ids.cpu(),)
+        words = [w for w in PREPOSITIONS if all(len(word_ids(tok, [w])) == 1 for tok in tokenizers)]
+        self.tables = self.text.embedding_tables()
+        self.positive_ids, self.negative_ids = [], []
+        for tok, token_id, ids in zip(tokenizers, token_ids, prompt_ids):
+            positives = torch.tensor(word_ids(tok, words))
+            # Negatives per exemplar: its prompt's words that are not special, stop words, prepositions or <R>.
+            excluded = set(word_ids(tok, STOP_WORDS)) | set(positives.tolist()) | set(tok.all_special_ids) | {token_id}
+            self.positive_ids.append(positives)
+            self.negative_ids.append([[i for i in row.tolist() if i not in excluded] for row in ids])
         self.t_weights = importance_weights(self.pipe.scheduler.config.num_train_timesteps, cfg.alpha)
-        if cfg.num_positives > len(self.positive_ids):
-            raise ActionBenchError(f"num_positives {cfg.num_positives} > {len(self.positive_ids)} known prepositions")
+        if cfg.num_positives > len(words):
+            raise ActionBenchError(f"num_positives {cfg.num_positives} > {len(words)} known prepositions")
 
     def training_step(self, generator: torch.Generator) -> dict[str, float]:
         cfg = self.config
@@ -126,10 +136,12 @@ class ReVersion(TokenMethod):
             t = torch.randint(0, len(self.t_weights), (b,), generator=generator).to(self.device)
         vectors = self.vectors.unsqueeze(0).expand(b, -1, -1)
         denoise = self.denoise_losses(latents, self.ids[idx.to(self.device)], vectors, noise, t).mean()
-        chosen = self.positive_ids[torch.randperm(len(self.positive_ids), generator=generator)[: cfg.num_positives]]
-        positives = self.table[chosen.to(self.table.device)].detach()
+        chosen = torch.randperm(len(self.positive_ids[0]), generator=generator)[: cfg.num_positives]
         steer = torch.stack([
-            steering_loss(self.vectors[0], positives, self.table[torch.tensor(self.negative_ids[i])].detach(), cfg.temperature)
+            torch.stack([
+                steering_loss(v, table[pos[chosen].to(table.device)].detach(), table[torch.tensor(neg[i])].detach(), cfg.temperature)
+                for v, table, pos, neg in zip(self.text.split(self.vectors[0]), self.tables, self.positive_ids, self.negative_ids)
+            ]).mean()
             for i in idx.tolist()
         ]).mean()
         loss = cfg.denoise_weight * denoise + cfg.steer_weight * steer

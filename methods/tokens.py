@@ -83,3 +83,113 @@ def initial_vector(tokenizer, text_encoder, word: str) -> torch.Tensor:
         raise ActionBenchError(f"initializer word {word!r} is empty after tokenization")
     table = text_encoder.get_input_embeddings().weight
     return table[ids].detach().float().mean(0).clone()
+
+
+# -- one or two text encoders (SD 1.x/2.x, SDXL) ------------------------------------------
+
+SDXL_KEYS = ("clip_l", "clip_g")  # diffusers' SDXL textual-inversion layout: one tensor per encoder
+
+
+def text_encoders(pipe) -> list[tuple]:
+    """The pipeline's (tokenizer, text encoder) pairs: one on SD 1.x/2.x, two on SDXL."""
+    pairs = [(pipe.tokenizer, pipe.text_encoder)]
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        pairs.append((pipe.tokenizer_2, pipe.text_encoder_2))
+    return pairs
+
+
+def is_sdxl(pipe) -> bool:
+    return len(text_encoders(pipe)) > 1
+
+
+class TextEncoders:
+    """Every text encoder of a pipeline behind one interface, so methods need not know which model.
+
+    A learned identifier is ONE vector of width ``sum(widths)``: on SD the text encoder's
+    width, on SDXL the two encoders' token-embedding widths side by side (768 + 1280),
+    slice ``[:w1]`` spliced into ``text_encoder`` and ``[w1:]`` into ``text_encoder_2``.
+    Ids are (B, 77) on SD and (B, 2, 77) on SDXL (one row per tokenizer); a placeholder id
+    is an int on SD and a pair on SDXL. :meth:`encode` gives what the UNet reads:
+
+    - SD 1.x/2.x: the last hidden states (B, 77, d); no pooled embedding (None);
+    - SDXL: the penultimate hidden states of both encoders concatenated along the width
+      (B, 77, w1 + w2), and the pooled embedding ``text_encoder_2``'s projection of its EOS
+      state (B, p), exactly as ``StableDiffusionXLPipeline.encode_prompt`` makes them.
+    """
+
+    def __init__(self, pipe):
+        self.pairs = text_encoders(pipe)
+        self.sdxl = len(self.pairs) > 1
+
+    @property
+    def widths(self) -> list[int]:
+        return [int(te.get_input_embeddings().weight.shape[1]) for _, te in self.pairs]
+
+    @property
+    def width(self) -> int:
+        return sum(self.widths)
+
+    @property
+    def device(self):
+        return self.pairs[0][1].device
+
+    def _one_or_all(self, items: list):
+        return items[0] if not self.sdxl else (torch.stack(items, 1) if isinstance(items[0], torch.Tensor) else tuple(items))
+
+    def tokenize(self, prompts: list[str], device=None) -> torch.Tensor:
+        return self._one_or_all([tokenize(tok, prompts, device) for tok, _ in self.pairs])
+
+    def add_placeholder(self, token: str):
+        return self._one_or_all([add_placeholder(tok, token) for tok, _ in self.pairs])
+
+    def initial_vector(self, word: str) -> torch.Tensor:
+        return torch.cat([initial_vector(tok, te, word) for tok, te in self.pairs])
+
+    def split(self, vectors: torch.Tensor) -> list[torch.Tensor]:
+        """(..., sum(widths)) -> one (..., w_e) view per encoder."""
+        return list(torch.split(vectors, self.widths, dim=-1))
+
+    def named(self, vectors: torch.Tensor, token: str) -> dict[str, torch.Tensor]:
+        """The file layout diffusers reads: ``{token: v}`` on SD, ``{"clip_l": v1, "clip_g": v2}`` on SDXL."""
+        if not self.sdxl:
+            return {token: vectors}
+        return {key: v.contiguous() for key, v in zip(SDXL_KEYS, self.split(vectors))}
+
+    def from_named(self, tensors: dict[str, torch.Tensor], token: str) -> torch.Tensor:
+        """The inverse of :meth:`named`."""
+        if not self.sdxl:
+            return tensors[token]
+        return torch.cat([tensors[k] for k in SDXL_KEYS], -1)
+
+    def embedding_tables(self) -> list[torch.Tensor]:
+        """Each encoder's frozen token-embedding matrix."""
+        return [te.get_input_embeddings().weight for _, te in self.pairs]
+
+    def encode(self, ids: torch.Tensor, placeholder=None, vectors: torch.Tensor | None = None):
+        """Encode ids -> (states, pooled); ``vectors`` (B, sum(widths)) go in at the placeholder."""
+        if not self.sdxl:
+            return encode(self.pairs[0][1], ids, placeholder, vectors), None
+        hidden, pooled = [], None
+        parts = self.split(vectors) if vectors is not None else [None] * len(self.pairs)
+        for e, ((tok, te), part) in enumerate(zip(self.pairs, parts)):
+            row = ids[:, e]
+            if part is None:
+                out = te(row, output_hidden_states=True)
+            else:
+                if not (row == placeholder[e]).any(dim=1).all():
+                    raise ActionBenchError("every prompt must contain the learned token (write '{}' where the action goes)")
+                with spliced(te, placeholder[e], part):
+                    out = te(row, output_hidden_states=True)
+            hidden.append(out.hidden_states[-2])
+            if e == len(self.pairs) - 1:
+                pooled = self._pooled(tok, te, row, out)
+        return torch.cat(hidden, -1), pooled
+
+    @staticmethod
+    def _pooled(tok, te, ids: torch.Tensor, out) -> torch.Tensor:
+        """The projected state at each sequence's first EOS. transformers finds it by argmax of the
+        ids when a config has the legacy eos_token_id 2, which would pick an added placeholder
+        (its id is past the vocabulary); the first EOS is what that argmax finds without one."""
+        eos = (ids == tok.eos_token_id).int().argmax(-1)
+        last = out.last_hidden_state
+        return te.text_projection(last[torch.arange(len(ids), device=last.device), eos.to(last.device)])

@@ -145,9 +145,9 @@ class WeightMethod(Method):
         cfg = self.config
         restore(self.pipe)
         self.base_fingerprint = model_fingerprint(self.pipe)
-        self.class_latents = self.class_states = None
+        self.class_latents = self.class_states = self.class_pooled = None
         if getattr(cfg, "prior_preservation", False):
-            self.class_latents, self.class_states = class_latents_and_states(
+            self.class_latents, self.class_states, self.class_pooled = class_latents_and_states(
                 self.pipe, work_dir, cfg.class_prompt, cfg.num_class_images, self.resolution, cfg.class_sample_steps, cfg.seed
             )
         self.freeze_model()
@@ -160,21 +160,23 @@ class WeightMethod(Method):
             p.requires_grad_(True)
         return params
 
-    def batch_with_class(self, generator: torch.Generator, latents: torch.Tensor, states: torch.Tensor):
-        """Append ``batch_size`` class samples (latents, prompt states) when prior preservation is on."""
+    def batch_with_class(self, generator: torch.Generator, latents: torch.Tensor, states: torch.Tensor, pooled=None):
+        """Append ``batch_size`` class samples (latents, prompt states, SDXL's pooled embedding) when
+        prior preservation is on -> (latents, states, pooled)."""
         if self.class_latents is None:
-            return latents, states
+            return latents, states, pooled
         idx = torch.randint(0, len(self.class_latents), (self.config.batch_size,), generator=generator).to(self.device)
         cls_states = self.class_states.expand(len(idx), -1, -1).to(states.device, states.dtype)
-        return torch.cat([latents, self.class_latents[idx]]), torch.cat([states, cls_states])
+        if pooled is not None:
+            pooled = torch.cat([pooled, self.class_pooled.expand(len(idx), -1).to(pooled.device, pooled.dtype)])
+        return torch.cat([latents, self.class_latents[idx]]), torch.cat([states, cls_states]), pooled
 
-    def denoise(self, generator: torch.Generator, latents: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+    def denoise(self, generator: torch.Generator, latents: torch.Tensor, states: torch.Tensor, pooled=None) -> torch.Tensor:
         """Per-sample denoising losses with uniform timesteps, (B,)."""
         noise = torch.randn(latents.shape, generator=generator).to(self.device)
         t = torch.randint(0, self.pipe.scheduler.config.num_train_timesteps, (len(latents),), generator=generator).to(self.device)
         noisy, target = noisy_and_target(self.pipe.scheduler, latents, noise, t)
-        unet = self.pipe.unet
-        return per_sample_mse(unet(noisy.to(unet.dtype), t, states.to(unet.dtype)).sample, target)
+        return per_sample_mse(self.predict(noisy, t, states, pooled), target)
 
     def export(self) -> LearnedAction:
         learned = super().export()

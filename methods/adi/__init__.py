@@ -117,12 +117,14 @@ class ADI(TokenMethod):
         """
         b = latents.shape[0]
         vectors = self.per_sample_copies(b)
-        states = self.encode(ids, vectors)  # (B, L*77, d): the text encoder's one pass this step
-        unet_states = states.detach().to(self.pipe.unet.dtype).repeat_interleave(3, 0).requires_grad_(True)
-        losses = self.denoise_losses_from_states(latents.flatten(0, 1), unet_states, noise.flatten(0, 1), t.flatten(0, 1))
-        (d_states,) = torch.autograd.grad(losses.sum(), unet_states)  # UNet input gradients only
-        per_role = d_states.view(b, 3, *states.shape[1:]).transpose(0, 1)  # (3, B, L*77, d)
-        g = batched_vjp(states, vectors, per_role, batched=self.text_vjp == "batched")  # (3, B, L, d)
+        # (B, L*77, d): the text encoder's one pass this step; on SDXL also the pooled embedding (B, p).
+        text_out = [o for o in self.encode_text(ids, vectors) if o is not None]
+        unet_in = [o.detach().to(self.pipe.unet.dtype).repeat_interleave(3, 0).requires_grad_(True) for o in text_out]
+        pooled_in = unet_in[1] if len(unet_in) > 1 else None
+        losses = self.denoise_losses_from_states(latents.flatten(0, 1), unet_in[0], noise.flatten(0, 1), t.flatten(0, 1), pooled_in)
+        d_in = torch.autograd.grad(losses.sum(), unet_in)  # UNet input gradients only
+        per_role = [d.view(b, 3, *o.shape[1:]).transpose(0, 1) for d, o in zip(d_in, text_out)]  # (3, B, ...)
+        g = batched_vjp(tuple(text_out), vectors, tuple(per_role), batched=self.text_vjp == "batched")  # (3, B, L, d)
         return g.transpose(0, 1).float(), losses.detach().view(b, 3)
 
     def triple_gradients_naive(self, ids, latents, noise, t) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,6 +147,17 @@ class ADI(TokenMethod):
         noise, t = self.sample_noise(generator, latents.shape, 3 * b)
         return noise, t.view(b, 3)
 
+    def mask(self, g_anchor, g_context, g_action, generator: torch.Generator) -> torch.Tensor:
+        """The update mask (L, d) for one triple's gradients (L, d) each.
+
+        Per layer, over each text encoder's channels separately: on SD the d channels, on
+        SDXL the w1 channels of ``text_encoder`` and the w2 of ``text_encoder_2`` each get
+        their own mask, dropping round(beta * w) of each (docs/models.md says why).
+        """
+        cfg = self.config
+        parts = zip(*(self.text.split(g) for g in (g_anchor, g_context, g_action)))
+        return torch.cat([strategy_mask(cfg.mask, a, c, x, cfg.beta, generator) for a, c, x in parts], -1)
+
     def training_step(self, generator: torch.Generator) -> dict[str, float]:
         cfg = self.config
         if not self.triples:  # masks that only look at g(a,c): no need for the other two samples
@@ -153,7 +166,7 @@ class ADI(TokenMethod):
         noise, t = self.triple_noise(generator, latents)
         gradients = self.triple_gradients if cfg.fused else self.triple_gradients_naive
         g, losses = gradients(self.ids[anchor], latents, noise, t)
-        masks = torch.stack([strategy_mask(cfg.mask, gi[0], gi[1], gi[2], cfg.beta, generator) for gi in g])
+        masks = torch.stack([self.mask(gi[0], gi[1], gi[2], generator) for gi in g])
         self.vectors.grad = (g[:, 0] * masks).mean(0)
         return {"loss": float(losses[:, 0].mean()), "kept": float(masks.float().mean())}
 
@@ -166,6 +179,6 @@ class ADI(TokenMethod):
         copies = self.per_sample_copies(b)
         losses = self.denoise_losses(latents, self.ids[anchor.to(self.device)], copies, noise, t)
         losses.sum().backward()
-        masks = torch.stack([strategy_mask(cfg.mask, g, g, g, cfg.beta, generator) for g in copies.grad])
+        masks = torch.stack([self.mask(g, g, g, generator) for g in copies.grad])
         self.vectors.grad = (copies.grad * masks).mean(0)
         return {"loss": float(losses.mean()), "kept": float(masks.float().mean())}

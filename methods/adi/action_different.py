@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 from actionbench.bench import ActionSet, Exemplar, image_files
 from actionbench.errors import ActionBenchError
 
-from ..diffusion import encode_images, noisy_and_target, per_sample_mse
-from ..tokens import tokenize
+from ..diffusion import encode_images, noisy_and_target, per_sample_mse, predict
+from ..tokens import TextEncoders, is_sdxl
 
 
 def _cache_key(pipe, action_set: ActionSet, settings: dict) -> str:
@@ -48,13 +48,14 @@ def _fit_lora(pipe, exemplar: Exemplar, phrase: str, size: int, steps: int, lr: 
     gen = torch.Generator().manual_seed(seed)
     device = pipe.unet.device
     latents = encode_images(pipe.vae, [exemplar.image()], size).to(device)
+    text = TextEncoders(pipe)
     with torch.no_grad():
-        states = pipe.text_encoder(tokenize(pipe.tokenizer, [exemplar.prompt(phrase)], device))[0]
+        states, pooled = text.encode(text.tokenize([exemplar.prompt(phrase)], text.device))  # pooled: SDXL only
     for _ in range(steps):
         noise = torch.randn(latents.shape, generator=gen).to(device)
         t = torch.randint(0, pipe.scheduler.config.num_train_timesteps, (1,), generator=gen).to(device)
         noisy, target = noisy_and_target(pipe.scheduler, latents, noise, t)
-        loss = per_sample_mse(unet(noisy.to(unet.dtype), t, states.to(unet.dtype)).sample, target).mean()
+        loss = per_sample_mse(predict(unet, noisy, t, states, pooled, size), target).mean()
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -62,9 +63,13 @@ def _fit_lora(pipe, exemplar: Exemplar, phrase: str, size: int, steps: int, lr: 
 
 
 def _generate_with(pipe, unet, prompts: list[str], size: int, seed: int, steps: int):
-    from diffusers import StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
-    p = StableDiffusionPipeline(**{**pipe.components, "unet": unet}, requires_safety_checker=False)
+    if is_sdxl(pipe):
+        force_zeros = pipe.config.get("force_zeros_for_empty_prompt", True)
+        p = StableDiffusionXLPipeline(**{**pipe.components, "unet": unet}, force_zeros_for_empty_prompt=force_zeros, add_watermarker=False)
+    else:
+        p = StableDiffusionPipeline(**{**pipe.components, "unet": unet}, requires_safety_checker=False)
     p.set_progress_bar_config(disable=True)
     gen = torch.Generator().manual_seed(seed)
     return p(prompts, height=size, width=size, num_inference_steps=steps, generator=gen, guidance_scale=7.5).images
