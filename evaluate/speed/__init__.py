@@ -33,14 +33,14 @@ The package, by what each module holds:
 - ``steps``: the step variants above on synthetic data (``make_step``, ``synthetic_method``);
 - ``counts``: FLOP and saved-activation counts on the meta device (``count_step``, ``floor_counts``);
 - ``timing``: timing a step (``time_step``) and the per-setting loop (``measure``);
-- ``end_to_end``: the ``--e2e`` estimate (``end_to_end``);
+- ``end_to_end``: the ``--e2e`` estimate (``end_to_end``; the formula, ``estimate``);
 - ``report``: the machine, the table, counts merged from an earlier run;
 - ``cli``: ``run_speed`` and the ``actionbench speed`` command.
 """
 
 from evaluate.speed.cli import add_parser, cmd_speed, run_speed
 from evaluate.speed.counts import Count, count_step, floor_counts, weights_gb
-from evaluate.speed.end_to_end import PAPER, end_to_end
+from evaluate.speed.end_to_end import PAPER, end_to_end, estimate, suite_recipe
 from evaluate.speed.models import CONFIG_DIR, PRECISIONS, TEMPLATE, Setting, arch_names, build, load_arch, resolution
 from evaluate.speed.report import format_table, machine, merge_counts
 from evaluate.speed.steps import GRADIENTS, VARIANTS, copies_gradients, make_step, paper_naive_gradients, synthetic_method
@@ -48,7 +48,7 @@ from evaluate.speed.timing import measure, time_step
 
 __all__ = [
     "CONFIG_DIR", "GRADIENTS", "PAPER", "PRECISIONS", "TEMPLATE", "VARIANTS", "Count", "Setting", "add_parser",
-    "arch_names", "build", "cmd_speed", "copies_gradients", "count_step", "end_to_end", "floor_counts",
+    "arch_names", "build", "cmd_speed", "copies_gradients", "count_step", "end_to_end", "estimate", "floor_counts",
     "format_table", "load_arch", "machine", "make_step", "measure", "merge_counts", "paper_naive_gradients",
-    "resolution", "run_speed", "synthetic_method", "time_step", "weights_gb",
+    "resolution", "run_speed", "suite_recipe", "synthetic_method", "time_step", "weights_gb",
 ]
