@@ -36,14 +36,15 @@ def free_port() -> int:
 def start_server(run_dir, port):
     proc = subprocess.Popen(command(run_dir, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    for _ in range(120):
+    deadline = time.monotonic() + 300  # generous: a loaded 2-core machine imports streamlit slowly
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
             return proc
         except OSError:
             time.sleep(0.5)
-    proc.kill()
-    raise AssertionError("streamlit did not start")
+    kill(proc)
+    raise AssertionError(f"streamlit did not start (exit code {proc.returncode})")
 
 
 def kill(proc):
