@@ -5,7 +5,13 @@ exemplars and the subject's name, and answers two questions: does the image show
 exemplars' action, and is the subject right (recognisably it, not deformed)? Method
 names are never shown; the order is shuffled per rater (seeded by the name, so a rater
 who comes back continues in the same order). Each click is stored in
-``RUN_DIR/ratings.sqlite`` at once.
+``RUN_DIR/ratings.sqlite`` at once. Once both are answered the next image comes;
+"Next" leaves an image for later (it comes back after the others).
+
+Everything has a key, so the ~5,900 images of the paper's protocol can be rated without
+the mouse: 1 / 2 answer the first question yes / no, 3 / 4 the second, N (or the right
+arrow) is "Next". Streamlit has no key bindings: a small script in an iframe listens on
+the page and clicks the button whose label names the key.
 
 Start with ``actionbench annotate RUN_DIR`` (or ``streamlit run annotate_app/app.py -- RUN_DIR``).
 """
@@ -88,8 +94,63 @@ def _images_html(paths: list[str], height: int, caption: str = "") -> str:
     return f"<div>{imgs}{cap}</div>"
 
 
+# Button labels name their key; the key script finds a button by its label.
+LABELS = {("action_ok", True): "Yes (1)", ("action_ok", False): "No (2)",
+          ("subject_ok", True): "Yes (3)", ("subject_ok", False): "No (4)"}
+NEXT_LABEL = "Next (N)"
+KEYS = {"1": LABELS["action_ok", True], "2": LABELS["action_ok", False], "3": LABELS["subject_ok", True],
+        "4": LABELS["subject_ok", False], "n": NEXT_LABEL, "ArrowRight": NEXT_LABEL}
+SHORTCUTS_HELP = "Keys: 1 / 2 answer the first question yes / no, 3 / 4 the second; N or → moves on to the next image (this one comes back later)."
+
+# Runs in an iframe of the app's own origin; listens on the app's page. Installed once per
+# page (a re-created iframe replaces the listener); ignores repeats, modifier chords and
+# keys typed into a text field. The first time, it takes the focus off the name field the
+# rater just pressed Enter in, so the next key rates instead of typing.
+KEY_SCRIPT = """<script>
+(function () {
+  const page = window.parent, doc = page.document, keys = %s;
+  const old = page.__actionbenchKeys;
+  if (old) doc.removeEventListener("keydown", old, true);
+  else if (doc.activeElement && doc.activeElement.tagName === "INPUT") doc.activeElement.blur();
+  function onKey(e) {
+    if (e.repeat || e.ctrlKey || e.metaKey || e.altKey || e.defaultPrevented) return;
+    const t = e.target;
+    if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
+    const label = keys[e.key.length === 1 ? e.key.toLowerCase() : e.key];
+    if (!label) return;
+    const button = [...doc.querySelectorAll("button")].find(b => b.innerText.trim() === label && !b.disabled);
+    if (!button) return;
+    e.preventDefault();
+    button.click();
+  }
+  page.__actionbenchKeys = onKey;
+  doc.addEventListener("keydown", onKey, true);
+})();
+</script>"""
+
+
+def _key_script() -> None:
+    import json
+
+    html = KEY_SCRIPT % json.dumps(KEYS)
+    if hasattr(st, "iframe"):  # streamlit >= 1.5x; components.v1.html is deprecated there
+        st.iframe(html, height=1, tab_index=-1)
+    else:
+        import streamlit.components.v1 as components
+
+        components.html(html, height=0)
+
+
 def _answer(store: RatingStore, rater: str, image_id: str, question: str, value: bool) -> None:
     store.answer(rater, image_id, question, value)
+
+
+def _later(rater: str, image_id: str) -> None:
+    """The "Next" button: this image goes after every other unrated one (for this session)."""
+    later = st.session_state.setdefault("later", {}).setdefault(rater, [])
+    if image_id in later:
+        later.remove(image_id)
+    later.append(image_id)
 
 
 def main() -> None:
@@ -112,7 +173,8 @@ def main() -> None:
     st.sidebar.progress(len(done) / max(len(order), 1), text=f"{len(done)} of {len(order)} rated")
     st.sidebar.caption("Each answer is saved the moment you click it; you can close the tab and come back.")
 
-    todo = [i for i in order if i not in done]
+    later = {i: k for k, i in enumerate(st.session_state.get("later", {}).get(rater, []))}
+    todo = sorted((i for i in order if i not in done), key=lambda i: later.get(i, -1))  # stable: the order otherwise
     if not todo:
         st.success(f"All {len(order)} images rated. Thank you, {rater}!")
         return
@@ -135,10 +197,14 @@ def main() -> None:
             current = given.get(question)
             st.markdown(f"**{text}**" + ("" if current is None else f"  (your answer: {'yes' if current else 'no'})"))
             c1, c2 = st.columns(2)
-            c1.button("Yes", key=widget_key(question, "yes", image_id), on_click=_answer,
+            c1.button(LABELS[question, True], key=widget_key(question, "yes", image_id), on_click=_answer,
                       args=(store, rater, image_id, question, True), type="primary" if current is True else "secondary")
-            c2.button("No", key=widget_key(question, "no", image_id), on_click=_answer,
+            c2.button(LABELS[question, False], key=widget_key(question, "no", image_id), on_click=_answer,
                       args=(store, rater, image_id, question, False), type="primary" if current is False else "secondary")
+        st.button(NEXT_LABEL, key=widget_key("next", "later", image_id), on_click=_later, args=(rater, image_id),
+                  help="Leave this image for later: it comes back after the others.")
+        st.caption(SHORTCUTS_HELP)
+    _key_script()
 
 
 main()

@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ACTIONBENCH = ROOT.parent / "shared" / "ActionBench"
 
 torch.set_num_threads(1)  # faster and steadier than 2 on small models on 2 shared cores
+# the same for the CLI / server subprocesses the tests start (they inherit the environment)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def tiny_pipe(flavor: str = "sd2", seed: int = 0):

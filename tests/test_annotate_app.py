@@ -79,6 +79,31 @@ def test_a_second_rater_and_a_fresh_session_continue(run_dir):
     assert rating_order(order, "bob") == order and rating_order(order, "ann") != order  # per-rater shuffle
 
 
+def test_next_leaves_an_image_for_later_and_every_button_names_its_key(run_dir):
+    from annotate_app.app import KEYS, LABELS, NEXT_LABEL
+
+    order = rating_order([f"secret-method-{m}/sit/{s}/0" for m in "ab" for s in range(2)], "cy")
+    at = app().run()
+    at.sidebar.text_input(key="rater").input("cy").run()
+    labels = {b.key: b.label for b in at.button}
+    assert labels == {widget_key("action_ok", "yes", order[0]): "Yes (1)", widget_key("action_ok", "no", order[0]): "No (2)",
+                      widget_key("subject_ok", "yes", order[0]): "Yes (3)", widget_key("subject_ok", "no", order[0]): "No (4)",
+                      widget_key("next", "later", order[0]): "Next (N)"}
+    assert set(KEYS.values()) == set(LABELS.values()) | {NEXT_LABEL}
+    assert any("1 / 2" in c.value and "N" in c.value for c in at.caption)  # the keys, shown
+    at.button(key=widget_key("action_ok", "no", order[0])).click().run()
+    at.button(key=widget_key("next", "later", order[0])).click().run()  # half answered, left for later
+    assert RatingStore(run_dir).for_rater("cy") == {order[0]: {"action_ok": False, "subject_ok": None}}
+    for image_id in order[1:]:  # the others first, in the rater's order
+        assert any(b.key == widget_key("action_ok", "yes", image_id) for b in at.button)
+        at.button(key=widget_key("action_ok", "yes", image_id)).click().run()
+        at.button(key=widget_key("subject_ok", "yes", image_id)).click().run()
+    assert any(b.key == widget_key("subject_ok", "yes", order[0]) for b in at.button)  # then the one left for later
+    at.button(key=widget_key("subject_ok", "yes", order[0])).click().run()
+    assert "All 4 images rated" in at.success[0].value
+    assert RatingStore(run_dir).for_rater("cy")[order[0]] == {"action_ok": False, "subject_ok": True}
+
+
 def test_not_a_run_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("ACTIONBENCH_RUN_DIR", str(tmp_path))
     at = app().run()

@@ -1,4 +1,5 @@
-"""The rating app in a real headless browser: rate, kill the server, restart, nothing lost.
+"""The rating app in a real headless browser: rate, kill the server, restart, nothing lost;
+rate with the keyboard only.
 
 Needs Debian's chromium and the playwright package (``make install`` installs both);
 skipped cleanly without them.
@@ -18,7 +19,7 @@ import urllib.request
 import pytest
 
 from annotate_app.cli import command
-from annotate_app.store import RatingStore
+from annotate_app.store import RatingStore, rating_order
 
 from test_annotate_app import fake_run
 
@@ -35,20 +36,27 @@ def free_port() -> int:
 def start_server(run_dir, port):
     proc = subprocess.Popen(command(run_dir, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    for _ in range(120):
+    deadline = time.monotonic() + 300  # generous: a loaded 2-core machine imports streamlit slowly
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
             return proc
         except OSError:
             time.sleep(0.5)
-    proc.kill()
-    raise AssertionError("streamlit did not start")
+    kill(proc)
+    raise AssertionError(f"streamlit did not start (exit code {proc.returncode})")
 
 
 def kill(proc):
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)  # the server's own process group (start_new_session), no cleanup
     proc.wait()
+
+
+def settled(page):
+    """Wait for the script run to finish: Streamlit then drops the last run's stale elements (the
+    last image's buttons), so a click or key press reaches this image's."""
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", state="attached")
 
 
 def rate(page, name, answers, screenshot=None):
@@ -58,6 +66,7 @@ def rate(page, name, answers, screenshot=None):
         page.get_by_text("Does the image show the action").wait_for()
         page.get_by_text(f"{i} of 4 rated").wait_for()
         page.get_by_text(f"image {i + 1} of 4").wait_for()
+        settled(page)
         # the page has re-rendered for this image (no stale buttons of the last one): no answer shown yet
         page.wait_for_function("!document.body.innerText.includes('(your answer:')")
         if i == 0:  # every image loaded (exemplars and the generated one)
@@ -98,3 +107,70 @@ def test_rate_kill_restart_nothing_lost(tmp_path, actionbench_root):
         kill(server)
     answers = RatingStore(run_dir).for_rater("ann")
     assert sorted((v["action_ok"], v["subject_ok"]) for v in answers.values()) == [(False, True), (True, False)]
+
+
+def _answers(run_dir, rater):
+    return {k: (v["action_ok"], v["subject_ok"]) for k, v in RatingStore(run_dir).for_rater(rater).items()}
+
+
+def test_keyboard_only_rating(tmp_path, actionbench_root):
+    """1 / 2 and 3 / 4 answer the two questions, N moves on; keys typed into the name field are text."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    run_dir = fake_run(tmp_path, actionbench_root)
+    order = rating_order([f"secret-method-{m}/sit/{s}/0" for m in "ab" for s in range(2)], "kim")
+    port = free_port()
+    server = start_server(run_dir, port)
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1200, "height": 800})
+            page.set_default_timeout(60_000)
+            page.goto(f"http://127.0.0.1:{port}")
+            page.get_by_label("Your name").fill("kim")
+            page.get_by_label("Your name").press("Enter")  # the focus stays in the field ...
+            page.get_by_text("Does the image show the action").wait_for()
+            settled(page)
+            page.wait_for_function("typeof window.__actionbenchKeys === 'function'")  # ... until the key script takes it off
+            page.get_by_text("Keys: 1 / 2").wait_for()  # the shortcuts are shown
+
+            def fresh_image(rated):
+                page.get_by_text(f"{rated} of 4 rated").wait_for()
+                page.wait_for_function("!document.body.innerText.includes('(your answer:')")  # this run's output ...
+                settled(page)  # ... all of it
+
+            def shown(text):
+                page.get_by_text(text).wait_for()
+                settled(page)
+
+            fresh_image(0)
+            page.keyboard.press("1")  # action: yes
+            shown("(your answer: yes)")
+            assert _answers(run_dir, "kim") == {order[0]: (True, None)}
+            page.keyboard.press("4")  # subject: no -> both answered, the next image comes
+            fresh_image(1)
+            assert _answers(run_dir, "kim") == {order[0]: (True, False)}
+
+            page.keyboard.press("2")  # image 2, action: no
+            shown("(your answer: no)")
+            page.keyboard.press("n")  # next: image 2 is left for later
+            fresh_image(1)
+            page.keyboard.press("3")  # so this answer is image 3's
+            shown("(your answer: yes)")
+            assert _answers(run_dir, "kim") == {order[0]: (True, False), order[1]: (False, None), order[2]: (None, True)}
+
+            name = page.get_by_label("Your name")
+            name.click()
+            name.press("4")  # typed into the field, not an answer
+            name.press("Backspace")
+            name.blur()
+            page.keyboard.press("1")
+            fresh_image(2)  # image 3 complete: "4" above did not answer its subject question, "1" did the action
+            assert _answers(run_dir, "kim")[order[2]] == (True, True)
+            page.keyboard.press("ArrowRight")  # next again: image 4 is left for later too, image 2 comes back
+            shown("(your answer: no)")
+            page.keyboard.press("3")
+            fresh_image(3)
+            browser.close()
+    finally:
+        kill(server)
+    assert _answers(run_dir, "kim") == {order[0]: (True, False), order[1]: (False, True), order[2]: (True, True)}

@@ -10,7 +10,8 @@ from conftest import ACTIONBENCH, tiny_pipe
 
 
 def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "actionbench", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+    # the timeout only catches a hang: `learn` took 7 minutes on a 2-core machine at load 7
+    return subprocess.run([sys.executable, "-m", "actionbench", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=1800)
 
 
 @pytest.fixture(scope="module")

@@ -351,7 +351,7 @@ def train_unet(pipe, latents: torch.Tensor, captions: list[str], cfg: TrainConfi
     ema_list, param_list = [ema[k] for k, _ in named], [p for _, p in named]
     pipe.unet.train()
     pipe.text_encoder.train()
-    t0 = time.time()
+    t0 = time.monotonic()
     done = start  # steps completed
     for step in range(start, cfg.steps):
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
@@ -378,9 +378,9 @@ def train_unet(pipe, latents: torch.Tensor, captions: list[str], cfg: TrainConfi
         decay = min(cfg.ema, (1 + step) / (10 + step))
         with torch.no_grad():
             torch._foreach_lerp_(ema_list, param_list, 1 - decay)  # ema = decay * ema + (1 - decay) * p
-        _log(out / "log.jsonl", step=step, loss=round(loss.item(), 5), lr=lr, t=round(time.time() - t0, 2))
+        _log(out / "log.jsonl", step=step, loss=round(loss.item(), 5), lr=lr, t=round(time.monotonic() - t0, 2))
         done = step + 1
-        out_of_time = time_budget_s is not None and time.time() - t0 >= time_budget_s
+        out_of_time = time_budget_s is not None and time.monotonic() - t0 >= time_budget_s
         if done % cfg.ckpt_every == 0 or done == cfg.steps or out_of_time:
             _save_ckpt(ckpt, done, named, opt, ema)
         if (stop_at is not None and done >= stop_at) or out_of_time:

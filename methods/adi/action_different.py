@@ -35,8 +35,9 @@ def _cache_key(pipe, action_set: ActionSet, settings: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _fit_lora(pipe, exemplar: Exemplar, phrase: str, size: int, steps: int, lr: float, rank: int, seed: int):
-    """A copy of the UNet with a LoRA fitted to one exemplar image (DreamBooth on one image)."""
+def lora_trainer(pipe, exemplar: Exemplar, phrase: str, size: int, lr: float, rank: int, seed: int):
+    """A copy of the UNet with a fresh LoRA adapter, and a closure making one training step of
+    it on one exemplar image (DreamBooth on one image). ``actionbench speed`` times the step."""
     from peft import LoraConfig, get_peft_model
 
     unet = copy.deepcopy(pipe.unet)
@@ -51,7 +52,8 @@ def _fit_lora(pipe, exemplar: Exemplar, phrase: str, size: int, steps: int, lr: 
     text = TextEncoders(pipe)
     with torch.no_grad():
         states, pooled = text.encode(text.tokenize([exemplar.prompt(phrase)], text.device))  # pooled: SDXL only
-    for _ in range(steps):
+
+    def step() -> None:
         noise = torch.randn(latents.shape, generator=gen).to(device)
         t = torch.randint(0, pipe.scheduler.config.num_train_timesteps, (1,), generator=gen).to(device)
         noisy, target = noisy_and_target(pipe.scheduler, latents, noise, t)
@@ -59,6 +61,15 @@ def _fit_lora(pipe, exemplar: Exemplar, phrase: str, size: int, steps: int, lr: 
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+
+    return unet, step
+
+
+def _fit_lora(pipe, exemplar: Exemplar, phrase: str, size: int, steps: int, lr: float, rank: int, seed: int):
+    """A copy of the UNet with a LoRA fitted to one exemplar image (DreamBooth on one image)."""
+    unet, step = lora_trainer(pipe, exemplar, phrase, size, lr, rank, seed)
+    for _ in range(steps):
+        step()
     return unet.merge_and_unload()
 
 

@@ -1,0 +1,108 @@
+"""The architectures ``actionbench speed`` builds, with random weights, and the settings it runs them in.
+
+``tiny`` / ``mid`` are PipelineSpecs; ``sd21-base`` / ``sd15`` (or any JSON file of the same
+layout) are public diffusers/transformers configs kept in ``evaluate/configs/``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+TEMPLATE = "a person {} in a park"
+
+
+def _spec_archs() -> dict:
+    from actionbench.models import PipelineSpec
+
+    return {
+        "tiny": PipelineSpec(),  # the tests' topology: 32 px images, 16x16 latents
+        # A mid-size model for a 2-core CPU: SD's layout at 1/5 width, 32x32 latents.
+        "mid": PipelineSpec(
+            image_size=256, vae_channels=(32, 32, 32, 32), unet_channels=(64, 128, 256, 256), head_dim=32,
+            norm_groups=32, text_width=256, text_layers=4, text_heads=4, text_ffn=1024,
+        ),
+    }
+
+
+def arch_names() -> list[str]:
+    return list(_spec_archs()) + sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def load_arch(name: str) -> dict:
+    """``tiny`` / ``mid`` (a PipelineSpec), a config name in evaluate/configs, or a JSON path."""
+    from actionbench.errors import ActionBenchError
+
+    specs = _spec_archs()
+    if name in specs:
+        return {"name": name, "spec": specs[name]}
+    path = Path(name) if name.endswith(".json") else CONFIG_DIR / f"{name}.json"
+    if not path.is_file():
+        raise ActionBenchError(f"unknown model {name!r}: one of {', '.join(arch_names())}, or a config .json file")
+    cfg = json.loads(path.read_text())
+    missing = {"unet", "text_encoder", "vae", "scheduler"} - set(cfg)
+    if missing:
+        raise ActionBenchError(f"{path}: config lacks {', '.join(sorted(missing))}")
+    cfg.setdefault("name", path.stem)
+    return cfg
+
+
+def build(arch: dict, device: str = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0):
+    """A pipeline with ``arch``'s architecture and random weights, on ``device`` (may be ``meta``)."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from actionbench.models import build_pipeline
+    from actionbench.tokenizer import clip_tokenizer
+
+    torch.manual_seed(seed)
+    with torch.device(device):
+        if "spec" in arch:
+            pipe = build_pipeline(arch["spec"], seed=seed)
+        else:
+            strip = lambda d: {k: v for k, v in d.items() if not k.startswith("_")}  # noqa: E731
+            sd2 = arch.get("flavor", "sd2") == "sd2"
+            pipe = StableDiffusionPipeline(
+                vae=AutoencoderKL.from_config(strip(arch["vae"])),
+                text_encoder=CLIPTextModel(CLIPTextConfig(**arch["text_encoder"])),
+                tokenizer=clip_tokenizer(pad_token="!" if sd2 else "<|endoftext|>"),
+                unet=UNet2DConditionModel.from_config(strip(arch["unet"])),
+                scheduler=DDIMScheduler.from_config(strip(arch["scheduler"])),
+                safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+            )
+            pipe.set_progress_bar_config(disable=True)
+    pipe.model_name = f"random-{arch['name']}"
+    for module in (pipe.unet, pipe.text_encoder, pipe.vae):
+        module.to(device)
+        if dtype != torch.float32:
+            module.to(dtype)
+    return pipe
+
+
+def resolution(pipe) -> int:
+    from methods.diffusion import native_resolution
+
+    return native_resolution(pipe)
+
+
+@dataclass
+class Setting:
+    precision: str
+    checkpointing: bool
+
+    @property
+    def label(self) -> str:
+        return self.precision + ("+ckpt" if self.checkpointing else "")
+
+
+def _prepare(arch, device, setting: Setting):
+    pipe = build(arch, device, PRECISIONS[setting.precision])
+    if setting.checkpointing:
+        pipe.unet.enable_gradient_checkpointing()
+    return pipe
+

@@ -1,0 +1,129 @@
+"""The training-step variants ``actionbench speed`` times, as closures on synthetic data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from evaluate.speed.models import TEMPLATE
+
+VARIANTS = ("adi-naive", "adi-3pass", "adi-copies", "adi", "ti", "floor")
+
+
+def _action_set(n: int):
+    from actionbench.bench import ActionSet, Exemplar
+
+    exemplars = tuple(Exemplar(Path(f"{i:02d}.png"), TEMPLATE) for i in range(1, n + 1))
+    return ActionSet(name="synthetic", root=Path("synthetic"), exemplars=exemplars, phrase="does a handstand")
+
+
+def synthetic_method(pipe, name: str = "adi", exemplars: int = 10, different: int = 4, **config):
+    """A method ready to step (``setup`` without images): random cached latents stand in for the VAE's."""
+    import methods
+    from methods.layerwise import install_layerwise
+    from methods.tokens import add_placeholder, initial_vector, tokenize
+
+    cls = methods.get_method(name)
+    m = cls(pipe, _action_set(exemplars), cls.Config(action_different_steps=0, **config) if name == "adi" else cls.Config(**config))
+    m.freeze_model()
+    cfg = m.config
+    m.token_id = add_placeholder(pipe.tokenizer, cfg.token)
+    m.layers = install_layerwise(pipe.unet) if cfg.layerwise else []
+    device = pipe.unet.device
+    v0 = initial_vector(pipe.tokenizer, pipe.text_encoder, cfg.initializer) if device.type != "meta" else torch.zeros(pipe.text_encoder.config.hidden_size)
+    m.vectors = v0.repeat(max(1, len(m.layers)), 1).to(device).requires_grad_(True)
+    c, s = pipe.unet.config.in_channels, pipe.unet.config.sample_size
+    gen = torch.Generator().manual_seed(0)
+    m.latents = torch.randn(exemplars, c, s, s, generator=gen).to(device)
+    m.ids = tokenize(pipe.tokenizer, [e.prompt(cfg.token) for e in m.action_set.exemplars], device)
+    if name == "adi":
+        m.triples = True
+        m.different = [torch.randn(different, c, s, s, generator=gen).to(device) for _ in range(exemplars)]
+    return m
+
+
+def paper_naive_gradients(m, ids, latents, noise, t):
+    """The paper's step as written: per role one pass, the L prompt variants encoded one by one."""
+    from methods import token_method
+
+    encode = token_method.encode  # looked up now: the meta-device count swaps it
+    grads, losses = [], []
+    for role in range(3):
+        copy_ = m.per_sample_copies(latents.shape[0])
+        states = torch.cat([encode(m.pipe.text_encoder, ids, m.token_id, copy_[:, l]) for l in range(copy_.shape[1])], 1)
+        loss = m.denoise_losses_from_states(latents[:, role], states, noise[:, role], t[:, role])
+        loss.sum().backward()
+        grads.append(copy_.grad)
+        losses.append(loss.detach())
+    return torch.stack(grads, 1), torch.stack(losses, 1)
+
+
+def copies_gradients(m, ids, latents, noise, t):
+    """One batched pass with a per-sample copy of V for each of the 3B samples (3B*L encodings)."""
+    b = latents.shape[0]
+    copies = m.per_sample_copies(3 * b)
+    losses = m.denoise_losses(latents.flatten(0, 1), ids.repeat_interleave(3, 0), copies, noise.flatten(0, 1), t.flatten(0, 1))
+    losses.sum().backward()
+    return copies.grad.view(b, 3, *copies.shape[1:]), losses.detach().view(b, 3)
+
+
+GRADIENTS = {
+    "adi-naive": paper_naive_gradients,
+    "adi-3pass": lambda m, *a: m.triple_gradients_naive(*a),
+    "adi-copies": copies_gradients,
+    "adi": lambda m, *a: m.triple_gradients(*a),
+}
+
+
+def make_step(pipe, variant: str, exemplars: int = 10) -> Callable[[], None]:
+    """One training step of ``variant`` (sampling, gradients, masks, AdamW) as a closure."""
+    from methods.adi.functional import strategy_mask
+
+    gen = torch.Generator().manual_seed(0)
+    if variant in GRADIENTS:
+        m = synthetic_method(pipe, "adi", exemplars)
+        opt = torch.optim.AdamW([m.vectors], lr=m.config.lr)
+        gradients = GRADIENTS[variant]
+
+        def step():
+            anchor, latents = m.sample_triples(gen)
+            noise, t = m.triple_noise(gen, latents)
+            g, _ = gradients(m, m.ids[anchor], latents, noise, t)
+            masks = torch.stack([strategy_mask("adi", gi[0], gi[1], gi[2], m.config.beta, gen) for gi in g])
+            m.vectors.grad = (g[:, 0] * masks).mean(0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        return step
+    if variant == "ti":
+        m = synthetic_method(pipe, "textual-inversion", exemplars)
+        opt = torch.optim.AdamW([m.vectors], lr=m.config.lr)
+
+        def step():
+            idx = torch.randint(0, exemplars, (m.config.batch_size,), generator=gen)
+            noise, t = m.sample_noise(gen, m.latents[idx].shape, len(idx))
+            vectors = m.vectors.unsqueeze(0).expand(len(idx), -1, -1)
+            m.denoise_losses(m.latents[idx], m.ids[idx], vectors, noise, t).mean().backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        return step
+    if variant == "floor":
+        unet = pipe.unet
+        unet.requires_grad_(False)
+        d, c, s = pipe.text_encoder.config.hidden_size, unet.config.in_channels, unet.config.sample_size
+        layers = 16
+        dev, dt = unet.device, unet.dtype
+        x = torch.randn(3, c, s, s, generator=gen).to(dev, dt)
+        states = torch.randn(3, layers * 77, d, generator=gen).to(dev, dt).requires_grad_(True)
+        t = torch.full((3,), 500, device=dev)
+
+        def step():
+            out = unet(x, t, states).sample
+            torch.autograd.grad(out.float().square().mean(), states)
+
+        return step
+    raise ValueError(f"unknown variant {variant!r}; one of {', '.join(VARIANTS)}")
+
