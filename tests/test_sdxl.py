@@ -334,7 +334,7 @@ def test_documented_sdxl_sizes():
         if isinstance(m, torch.nn.Linear) and n.endswith(LORA_TARGETS)
     )
     full = sum(p.numel() for p in unet.parameters())
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "sdxl.md").read_text()
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()
     for number in (layers * 2048, kv + 2048, lora, full):
         assert f"{number:,}" in doc, f"{number:,} not in docs/models.md"
 
