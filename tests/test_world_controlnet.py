@@ -1,0 +1,108 @@
+"""ControlNet for the world model: the renders' exact skeletons, poses.json, the method with
+given keypoints, and a smoke run of `world train-controlnet`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from actionbench.world import render as R
+from actionbench.world.benchmark import BENCH_DIR
+from actionbench.world.skeleton import COCO18, render_keypoints, render_skeleton
+
+IDX = {name: i for i, name in enumerate(COCO18)}
+
+
+def _figure_mask(subject, action, seed, size=64):
+    """Pixels where a render differs from its bare background in any scene (the figure is the
+    same in every scene: a colour close to one scene's background stands out in another)."""
+    S = size * R.SUPERSAMPLE
+    mask = np.zeros((size, size), bool)
+    for context in R.CONTEXTS:
+        bg, _ = R.draw_background(context, S, R._rng("scene", seed, context))
+        bg = np.asarray(bg.resize((size, size), R.Image.Resampling.LANCZOS), np.float32)
+        im = np.asarray(R.render(subject, action, context, seed, size), np.float32)
+        mask |= np.abs(im - bg).max(axis=2) > 24
+    return mask
+
+
+def _seeds(mirror: bool, n: int = 2):
+    return [s for s in range(40) if R.placement("man", "stand", "park", s).mirror == mirror][:n]
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_keypoints_lie_on_the_drawn_figure(mirror):
+    for seed in _seeds(mirror, 1):
+        for subject, action in (("man", "stand"), ("woman", "salute"), ("fox", "handstand"), ("bear", "sit"), ("boy", "meditate")):
+            assert R.placement(subject, action, "night", seed).mirror == mirror
+            mask = _figure_mask(subject, action, seed)
+            kp = render_keypoints(subject, action, "night", seed)
+            assert len(kp) == 18 and all(p is not None for p in kp)
+            for name, (x, y) in zip(COCO18, kp):
+                c, r = int(x * 64), int(y * 64)
+                assert mask[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2].any(), (subject, action, seed, name)
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_keypoints_follow_openpose_sides_and_the_handstand(mirror):
+    """The person's right is on the image's left of an upright figure facing us, on its right upside down."""
+    seed = _seeds(mirror, 1)[0]
+    up = render_keypoints("man", "stand", "park", seed)
+    assert up[IDX["r_shoulder"]][0] < up[IDX["l_shoulder"]][0] and up[IDX["r_hip"]][0] < up[IDX["l_hip"]][0]
+    assert up[IDX["r_eye"]][0] < up[IDX["l_eye"]][0] and up[IDX["r_ear"]][0] < up[IDX["l_ear"]][0]
+    assert up[IDX["nose"]][1] < up[IDX["neck"]][1] < up[IDX["r_hip"]][1] < up[IDX["r_ankle"]][1]
+    hs = render_keypoints("man", "handstand", "park", seed)
+    assert hs[IDX["r_shoulder"]][0] > hs[IDX["l_shoulder"]][0]
+    assert hs[IDX["nose"]][1] > hs[IDX["neck"]][1] > hs[IDX["r_hip"]][1] > hs[IDX["r_ankle"]][1]
+    # the salute's raised hand is the drawn "r" hand: on the image's right unless mirrored
+    sal = render_keypoints("man", "salute", "park", seed)
+    raised = min(("r_wrist", "l_wrist"), key=lambda n: sal[IDX[n]][1])
+    assert (sal[IDX[raised]][0] > sal[IDX["neck"]][0]) != mirror
+
+
+def test_skeleton_image_is_openpose_drawing():
+    from methods.pose_drawing import COLORS
+
+    a = np.asarray(render_skeleton("panda", "cheer", "night", 3))
+    assert a.shape == (64, 64, 3)
+    assert 0.03 < (a.max(-1) > 0).mean() < 0.5
+    # joints keep their OpenPose colours after the 2x downsampling (nearly: a box filter)
+    colors = a.reshape(-1, 3).astype(int)
+    near = sum(bool((np.abs(colors - np.array(c)).max(1) < 40).any()) for c in COLORS)
+    assert near >= 10
+
+
+def test_committed_bench_ships_poses_and_loader_reads_them():
+    from actionbench.bench import load_action
+    from actionbench.world.benchmark import exemplar_specs
+
+    for name in sorted(R.ACTIONBENCH):
+        poses = json.loads((BENCH_DIR / name / "poses.json").read_text())
+        assert sorted(poses) == [f"{i:02d}.png" for i in range(1, 11)]
+    action = load_action(BENCH_DIR / "handstand", verify_images=False)
+    sp = exemplar_specs("handstand")[0]
+    fresh = render_keypoints(sp["subject"], "handstand", sp["context"], sp["seed"])
+    got = action.exemplars[0].keypoints
+    assert len(got) == 18 and np.allclose(np.array(got), np.array(fresh), atol=1e-4)
+    assert all(e.keypoints is not None for e in action.exemplars)
+
+
+def test_poses_json_round_trip_and_errors(tmp_path):
+    from actionbench.bench import load_action
+    from actionbench.errors import ActionBenchError
+
+    folder = tmp_path / "jump"
+    folder.mkdir()
+    R.render("man", "jump", "park", 1).save(folder / "01.png")
+    R.render("man", "jump", "park", 2).save(folder / "02.png")
+    (folder / "text.json").write_text(json.dumps({"01.png": ["a man {} in a park"], "02.png": ["a man {} in a park"]}))
+    kp = [[0.5, 0.25]] * 17 + [None]
+    (folder / "poses.json").write_text(json.dumps({"01.png": kp}))
+    action = load_action(folder)
+    assert action.exemplars[0].keypoints == tuple([(0.5, 0.25)] * 17 + [None])
+    assert action.exemplars[1].keypoints is None  # not every exemplar needs one
+    (folder / "poses.json").write_text(json.dumps({"01.png": kp[:5]}))
+    with pytest.raises(ActionBenchError, match="poses.json"):
+        load_action(folder)
