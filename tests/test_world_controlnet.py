@@ -106,3 +106,95 @@ def test_poses_json_round_trip_and_errors(tmp_path):
     (folder / "poses.json").write_text(json.dumps({"01.png": kp[:5]}))
     with pytest.raises(ActionBenchError, match="poses.json"):
         load_action(folder)
+
+
+# -- the controlnet method with given keypoints ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def world_like(tmp_path_factory):
+    """A tiny random pipeline, a tiny ControlNet from its UNet, and 2 World-ActionBench exemplars."""
+    import dataclasses
+
+    import torch
+    from conftest import tiny_pipe
+    from diffusers import ControlNetModel
+
+    from actionbench.bench import load_action
+
+    pipe = tiny_pipe("sd2")
+    folder = tmp_path_factory.mktemp("cn") / "controlnet"
+    torch.manual_seed(0)
+    ControlNetModel.from_unet(pipe.unet, conditioning_embedding_out_channels=(8, 8)).save_pretrained(folder)
+    full = load_action(BENCH_DIR / "handstand")
+    return pipe, folder, dataclasses.replace(full, exemplars=full.exemplars[:2])
+
+
+def _no_detector(monkeypatch):
+    import methods.pose_drawing as pd
+
+    def boom(*a, **k):
+        raise AssertionError("a pose detector was called although keypoints were given")
+
+    monkeypatch.setattr(pd, "mediapipe_keypoints", boom)
+    monkeypatch.setattr(pd, "openpose_detector", boom)
+
+
+def test_controlnet_uses_given_keypoints(world_like, monkeypatch, tmp_path):
+    import copy
+
+    import methods
+    from methods.controlnet import tensor_png
+    from methods.pose_drawing import given_pose_image
+
+    pipe, folder, action = world_like
+    _no_detector(monkeypatch)
+    cfg = methods.get_method("controlnet").Config(controlnet=str(folder))
+    out = tmp_path / "cn.safetensors"
+    methods.learn(copy.deepcopy(pipe), action, "controlnet", cfg, out=out, progress=False)
+    learned = methods.LearnedAction.load(out)
+    assert learned.extra["pose_sources"] == {"01": "given", "02": "given"}
+    e = action.exemplars[0]
+    pose = tensor_png(learned.tensors["pose.01"])
+    assert pose.size == (32, 32)  # pose_resolution None: the model's image size, not 512
+    assert np.array_equal(np.asarray(pose), np.asarray(given_pose_image(e.image(), list(e.keypoints), 32)))
+    images = methods.generate(copy.deepcopy(pipe), learned, "A panda {}", n=1, steps=2)
+    assert images[0].size == (32, 32)
+
+
+def test_world_pipeline_picks_the_world_controlnet(world_like, monkeypatch, tmp_path):
+    import copy
+
+    import actionbench.models as models
+    import methods
+    from actionbench.errors import ActionBenchError
+    from methods.controlnet import default_controlnet
+
+    pipe, folder, action = world_like
+    _no_detector(monkeypatch)
+    world = copy.deepcopy(pipe)
+    with pytest.raises(ActionBenchError, match="token width 32"):  # not the world model: no default for width 32
+        default_controlnet(pipe)
+    world.model_name = "world"
+    assert default_controlnet(world) == "world"
+    cfg = methods.get_method("controlnet").Config(detector="given")
+    monkeypatch.setattr(models, "WORLD_CONTROLNET_DIR", tmp_path / "missing")
+    with pytest.raises(ActionBenchError, match="world train-controlnet"):
+        methods.learn(world, action, "controlnet", cfg, out=tmp_path / "x.safetensors", progress=False)
+    monkeypatch.setattr(models, "WORLD_CONTROLNET_DIR", folder)
+    learned = methods.learn(world, action, "controlnet", cfg, out=tmp_path / "w.safetensors", progress=False)
+    assert learned.extra["controlnet"] == "world"
+    assert len(methods.generate(world, learned, "A panda {}", n=1, steps=1)) == 1
+
+
+def test_detector_given_needs_keypoints(world_like, tmp_path):
+    import dataclasses
+
+    import methods
+    from actionbench.errors import ActionBenchError
+
+    pipe, folder, action = world_like
+    bare = dataclasses.replace(action, exemplars=tuple(dataclasses.replace(e, keypoints=None) for e in action.exemplars))
+    cfg = methods.get_method("controlnet").Config(controlnet=str(folder), detector="given")
+    with pytest.raises(ActionBenchError, match="poses.json"):
+        methods.learn(pipe, bare, "controlnet", cfg, out=tmp_path / "g.safetensors", progress=False)
