@@ -198,3 +198,40 @@ def test_detector_given_needs_keypoints(world_like, tmp_path):
     cfg = methods.get_method("controlnet").Config(controlnet=str(folder), detector="given")
     with pytest.raises(ActionBenchError, match="poses.json"):
         methods.learn(pipe, bare, "controlnet", cfg, out=tmp_path / "g.safetensors", progress=False)
+
+
+# -- world train-controlnet ----------------------------------------------------------------
+
+
+def test_train_controlnet_smoke_resume_and_export(tmp_path):
+    """2 steps on a tiny pipeline: a checkpoint, a resume that continues the same run, an fp16 folder diffusers loads."""
+    import torch
+    from conftest import tiny_pipe
+    from diffusers import ControlNetModel
+    from safetensors.torch import load_file
+
+    from actionbench.world.controlnet_train import CKPT, INFO, ControlNetTrainConfig, train_controlnet
+
+    def cfg(out):
+        return ControlNetTrainConfig(out=str(tmp_path / out), model="tiny", steps=2, batch=2, n_data=6, ckpt_every=1, threads=1, warmup=1)
+
+    assert train_controlnet(cfg("a"), export_dir=None, pipe=tiny_pipe()) is None
+    assert train_controlnet(cfg("b"), export_dir=None, stop_at=1, pipe=tiny_pipe()) is None
+    assert len((tmp_path / "b" / "log.jsonl").read_text().splitlines()) == 1
+    export = tmp_path / "exported"
+    assert train_controlnet(cfg("b"), resume=True, export_dir=export, pipe=tiny_pipe()) == export
+    a, b = load_file(str(tmp_path / "a" / CKPT)), load_file(str(tmp_path / "b" / CKPT))
+    assert a.keys() == b.keys()
+    for k in a:  # a resumed run is the uninterrupted run (up to AdamW's float rounding, as for `world train`)
+        if k.startswith(("model.", "ema.")):
+            torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+    rows = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1] and all(np.isfinite(r["loss"]) for r in rows)
+    assert [r["loss"] for r in rows] == [json.loads(line)["loss"] for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    model = ControlNetModel.from_pretrained(export)
+    stored = load_file(str(export / "diffusion_pytorch_model.safetensors"))
+    assert {v.dtype for v in stored.values()} == {torch.float16}
+    assert tuple(model.config.conditioning_embedding_out_channels) == (16, 32)  # 32 px image -> 16x16 latents
+    assert json.loads((export / INFO).read_text())["step"] == 2
+    ema = {k[len("ema.controlnet."):]: v for k, v in b.items() if k.startswith("ema.controlnet.")}
+    assert all(torch.equal(v.half(), stored[k]) for k, v in ema.items())  # the EMA weights were exported
