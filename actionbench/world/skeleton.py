@@ -72,3 +72,15 @@ def render_skeleton(subject: str, action: str, context: str, seed: int = 0, size
 def keypoints_json(keypoints: list[Keypoint], digits: int = 4) -> list:
     """Keypoints as JSON-ready lists ([x, y] or None), rounded (deterministic files)."""
     return [[round(p[0], digits), round(p[1], digits)] if p is not None else None for p in keypoints]
+
+
+def skeleton_grid(subjects=("man", "fox", "bear"), actions=None, context: str = "park", seed: int = 0, size: int = 64, pad: int = 2) -> Image.Image:
+    """Renders (odd rows) over their skeletons (even rows), subjects x actions, for the docs."""
+    actions = actions or R.ACTIONS
+    grid = Image.new("RGB", (len(actions) * (size + pad) + pad, 2 * len(subjects) * (size + pad) + pad), (255, 255, 255))
+    for i, s in enumerate(subjects):
+        for k, a in enumerate(actions):
+            x, y = pad + k * (size + pad), pad + 2 * i * (size + pad)
+            grid.paste(R.render(s, a, context, seed + i + k, size), (x, y))
+            grid.paste(render_skeleton(s, a, context, seed + i + k, size), (x, y + size + pad))
+    return grid
