@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -74,6 +75,21 @@ def default_controlnet(pipe) -> str:
     return OPENPOSE_CONTROLNETS[width]
 
 
+def check_world_controlnet(pipe, folder: str) -> None:
+    """Warn when the world ControlNet was trained beside another world model (its UNet's checksum differs)."""
+    import json
+    import warnings
+
+    from .learned import model_fingerprint
+
+    info = Path(folder, "actionworld_controlnet.json")
+    trained_on = (json.loads(info.read_text()).get("base_fingerprint") or {}) if info.exists() else {}
+    here = model_fingerprint(pipe)["checksum"]
+    if any(abs(a - b) > 1e-2 * max(abs(a), abs(b), 1e-6) for a, b in zip(trained_on.get("checksum", []), here)):
+        warnings.warn(f"{folder} was trained beside another world model: retrain it with `actionbench world train-controlnet`",
+                      stacklevel=2)
+
+
 def load_controlnet(name: str, device, dtype):
     """A ``ControlNetModel`` from a local folder, the hub (cache only when offline), or ``world``."""
     from diffusers import ControlNetModel
@@ -125,7 +141,7 @@ class ControlNetPose(Method):
         cfg = self.config
         self.controlnet = cfg.controlnet or default_controlnet(self.pipe)
         if self.controlnet == "world":
-            resolve_controlnet(self.controlnet)  # missing: say how to train it, before any work
+            check_world_controlnet(self.pipe, resolve_controlnet(self.controlnet))  # missing: say how to train it, before any work
         size = cfg.pose_resolution or self.resolution
         exemplars = self.action_set.exemplars
         use_given = cfg.detector in ("auto", "given")

@@ -164,6 +164,7 @@ def test_controlnet_uses_given_keypoints(world_like, monkeypatch, tmp_path):
 
 def test_world_pipeline_picks_the_world_controlnet(world_like, monkeypatch, tmp_path):
     import copy
+    import shutil
 
     import actionbench.models as models
     import methods
@@ -184,6 +185,12 @@ def test_world_pipeline_picks_the_world_controlnet(world_like, monkeypatch, tmp_
     monkeypatch.setattr(models, "WORLD_CONTROLNET_DIR", folder)
     learned = methods.learn(world, action, "controlnet", cfg, out=tmp_path / "w.safetensors", progress=False)
     assert learned.extra["controlnet"] == "world"
+    other = tmp_path / "other"  # a ControlNet trained beside another world model: a warning
+    shutil.copytree(folder, other)
+    (other / "actionworld_controlnet.json").write_text(json.dumps({"base_fingerprint": {"checksum": [1.0, 1.0]}}))
+    monkeypatch.setattr(models, "WORLD_CONTROLNET_DIR", other)
+    with pytest.warns(UserWarning, match="another world model"):
+        methods.learn(world, action, "controlnet", cfg, out=tmp_path / "o.safetensors", progress=False)
     assert len(methods.generate(world, learned, "A panda {}", n=1, steps=1)) == 1
 
 
