@@ -22,6 +22,7 @@ from .errors import ActionBenchError
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-2-1-base"
 WORLD_MODEL_DIR = Path(__file__).parent / "world" / "model"
+WORLD_CONTROLNET_DIR = Path(__file__).parent / "world" / "controlnet"  # `actionbench world train-controlnet`
 
 
 @dataclass
@@ -147,6 +148,28 @@ def resolve_model(model: str) -> str:
             )
         return str(WORLD_MODEL_DIR)
     return model
+
+
+def is_world_pipeline(pipe) -> bool:
+    """Whether ``pipe`` is the shipped ActionWorld model (``--model world`` or its folder)."""
+    if getattr(pipe, "model_name", None) == "world":
+        return True
+    path = getattr(pipe, "name_or_path", None) or pipe.config.get("_name_or_path")
+    try:
+        return bool(path) and Path(path).resolve() == WORLD_MODEL_DIR.resolve()
+    except (OSError, TypeError):
+        return False
+
+
+def resolve_controlnet(name: str) -> str:
+    """``world`` -> the packaged ActionWorld OpenPose ControlNet folder; anything else unchanged."""
+    if name == "world":
+        if not (WORLD_CONTROLNET_DIR / "config.json").exists():
+            raise ActionBenchError(
+                f"the ActionWorld ControlNet is missing from {WORLD_CONTROLNET_DIR}: train it with `actionbench world train-controlnet`"
+            )
+        return str(WORLD_CONTROLNET_DIR)
+    return name
 
 
 def load_pipeline(model: str = DEFAULT_MODEL, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):

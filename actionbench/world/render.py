@@ -458,20 +458,45 @@ def _rng(*keys) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(h[:8], "little"))
 
 
-def render(subject: str, action: str, context: str, seed: int = 0, size: int = 64) -> Image.Image:
-    """One RGB image of ``subject`` doing ``action`` in ``context``; deterministic in all arguments.
+@dataclass
+class Placement:
+    """Where and how one render's character is drawn (supersampled pixels, ``S`` = side).
 
-    The seed fixes character (colours), scene layout, position, scale and mirroring; the
-    pose jitter depends on (seed, action). Same seed, other action -> same character and scene.
+    A body-frame point ``q`` lands at ``origin + height * rot(q)`` (``rot``: 180 degrees for
+    the handstand), then, if ``mirror``, at ``2 cx - x`` (``shift`` is the whole-pixel
+    shift of the flipped layer). :func:`to_image` applies it; ``render`` and the skeleton's
+    keypoints both go through this one placement.
     """
+
+    app: dict
+    pose: dict
+    mirror: bool
+    S: int
+    origin: tuple[float, float]
+    height: float
+    ground: float
+    lift: float
+
+    @property
+    def shift(self) -> int:
+        return int(round(2 * self.origin[0] - self.S))
+
+    def to_image(self, q) -> tuple[float, float]:
+        """A body-frame point -> image coordinates in [0, 1] (x right, y down)."""
+        x, y = _Pen(None, self.origin, self.height, 180.0 if self.pose.get("inverted") else 0.0).p(q)
+        if self.mirror:
+            x = self.S - x + self.shift
+        return x / self.S, y / self.S
+
+
+def placement(subject: str, action: str, context: str, seed: int = 0, size: int = 64) -> Placement:
+    """The character, pose and placement of ``render(subject, action, context, seed, size)``."""
     if subject not in SUBJECTS or action not in ACTIONS or context not in CONTEXTS:
         raise ValueError(f"unknown subject/action/context: {subject!r}, {action!r}, {context!r}")
     S = size * SUPERSAMPLE
-    scene_rng = _rng("scene", seed, context)
     char_rng = _rng("character", seed, subject)
     place_rng = _rng("place", seed)
     pose_rng = _rng("pose", seed, subject, action)
-    bg, horizon = draw_background(context, S, scene_rng)
     app = appearance(subject, char_rng)
     pose = jittered_pose(action, pose_rng)
     mirror = bool(place_rng.integers(2))
@@ -490,16 +515,27 @@ def render(subject: str, action: str, context: str, seed: int = 0, size: int = 6
     centre = float(place_rng.uniform(0.44, 0.56)) * S
     cx = centre - 0.5 * (x0 + x1) * height
     cx = min(max(cx, FRAME_MARGIN * S - x0 * height), S * (1 - FRAME_MARGIN) - x1 * height)
+    return Placement(app, pose, mirror, S, (cx, oy), height, ground, lift)
+
+
+def render(subject: str, action: str, context: str, seed: int = 0, size: int = 64) -> Image.Image:
+    """One RGB image of ``subject`` doing ``action`` in ``context``; deterministic in all arguments.
+
+    The seed fixes character (colours), scene layout, position, scale and mirroring; the
+    pose jitter depends on (seed, action). Same seed, other action -> same character and scene.
+    """
+    pl = placement(subject, action, context, seed, size)
+    S, (cx, oy), height, ground, lift = pl.S, pl.origin, pl.height, pl.ground, pl.lift
+    bg, horizon = draw_background(context, S, _rng("scene", seed, context))
     layer = Image.new("RGBA", (S, S), (0, 0, 0, 0))
     if lift:
         sh = ImageDraw.Draw(layer)
         sh.ellipse([cx - 0.12 * height, ground - 0.025 * height, cx + 0.12 * height, ground + 0.025 * height], fill=(0, 0, 0, 90))
     body = Image.new("RGBA", (S, S), (0, 0, 0, 0))
-    draw_character(body, subject, app, pose, (cx, oy), height)
-    if mirror:
+    draw_character(body, subject, pl.app, pl.pose, (cx, oy), height)
+    if pl.mirror:
         body = body.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        shift = int(round(2 * cx - S))
-        body = body.transform(body.size, Image.Transform.AFFINE, (1, 0, -shift, 0, 1, 0))
+        body = body.transform(body.size, Image.Transform.AFFINE, (1, 0, -pl.shift, 0, 1, 0))
     layer.alpha_composite(body)
     bg = bg.convert("RGBA")
     bg.alpha_composite(layer)
