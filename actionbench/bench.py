@@ -8,6 +8,10 @@ images loads too when one ``template`` is given for all of them.
 Action-different images (ADI, spec section 3) for exemplar ``NN.jpg`` live in
 ``<dir>/NN/`` where ``<dir>`` is the user's folder, or ``<action>/action_different``
 when the benchmark ships them (World-ActionBench does).
+
+Optional ``poses.json`` (World-ActionBench ships it): ``{"01.png": [[x, y] or null, ...], ...}``,
+each exemplar's 18 OpenPose (COCO-18) body keypoints in [0, 1] image coordinates;
+loaded as ``Exemplar.keypoints`` (the ControlNet baseline then needs no pose detector).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class Exemplar:
     image_path: Path
     template: str  # e.g. "Young fit woman {} in studio"
     caption: str | None = None
+    keypoints: tuple[tuple[float, float] | None, ...] | None = None  # 18 OpenPose keypoints from poses.json
 
     @property
     def key(self) -> str:
@@ -101,6 +106,34 @@ def _read_text_json(path: Path) -> dict[str, list[str]]:
     return {k: [v] if isinstance(v, str) else list(v) for k, v in data.items()}
 
 
+N_KEYPOINTS = 18
+
+
+def _read_poses_json(path: Path) -> dict[str, tuple]:
+    """``poses.json``: image file name -> 18 keypoints ((x, y) in [0, 1] or None)."""
+    where = f'{path}: expected {{"NN.png": [[x, y] or null, ... {N_KEYPOINTS} OpenPose keypoints], ...}}'
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ActionBenchError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(data, dict):
+        raise ActionBenchError(where)
+    poses = {}
+    for name, points in data.items():
+        if not isinstance(points, list) or len(points) != N_KEYPOINTS:
+            raise ActionBenchError(f"{where} [{name}]")
+        kp = []
+        for p in points:
+            if p is None:
+                kp.append(None)
+            elif isinstance(p, list) and len(p) == 2 and all(isinstance(v, (int, float)) for v in p):
+                kp.append((float(p[0]), float(p[1])))
+            else:
+                raise ActionBenchError(f"{where} [{name}]")
+        poses[name] = tuple(kp)
+    return poses
+
+
 def load_action(
     path: str | Path,
     template: str | None = None,
@@ -131,6 +164,7 @@ def load_action(
                 raise ActionBenchError(f"{root / 'text.json'}: names {name!r}, which is not in {root}")
     else:
         raise ActionBenchError(f"{root}: no text.json; pass a prompt template with '{{}}' for the action (--template)")
+    poses = _read_poses_json(root / "poses.json") if (root / "poses.json").exists() else {}
     exemplars = []
     for img in images:
         if template is not None:
@@ -143,7 +177,7 @@ def load_action(
             open_image(img)
         caption_file = img.with_suffix(".txt")
         caption = caption_file.read_text(encoding="utf-8").strip() if caption_file.exists() else None
-        exemplars.append(Exemplar(img, tpl, caption))
+        exemplars.append(Exemplar(img, tpl, caption, poses.get(img.name)))
     if action_different_dir is None and (root / "action_different").is_dir():
         action_different_dir = root / "action_different"
     if action_different_dir is not None:

@@ -104,7 +104,7 @@ def add_learn(sub) -> None:
     p.add_argument("--single-token", action="store_true", help="ADI ablation: one token, no layer-wise expansion")
     p.add_argument("--lora", action="store_true", help="DreamBooth: a LoRA on the UNet (peft) instead of full fine-tuning")
     p.add_argument("--no-prior", action="store_true", help="DreamBooth / Custom Diffusion: no prior preservation (no class images)")
-    p.add_argument("--controlnet", help="ControlNet: hub id or local folder (default: the OpenPose ControlNet for the model's SD version)")
+    p.add_argument("--controlnet", help="ControlNet: hub id, local folder or world (default: the OpenPose ControlNet for the model: SD 1.x / 2.x, or world for --model world)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--config", help="YAML file of method settings (flags override it)")
     p.add_argument("--template", help="prompt template with '{}' for every image of a plain folder")

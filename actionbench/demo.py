@@ -41,7 +41,8 @@ class DemoSettings:
     n: int = 4  # images per subject-action pair, as in the paper
     sample_steps: int = 25
     guidance: float = 7.5
-    seed: int = 0
+    seed: int = 0  # sampling seed (the same image slots for every method: paired comparisons)
+    learn_seeds: tuple[int, ...] = (0,)  # one learned identifier per seed
     model: str = "world"
     device: str = "cpu"
 
@@ -78,7 +79,9 @@ def judge_learned(pipe, learned, world_action: str, s: DemoSettings):
         # appearance leakage: the exemplars are all human-like, so an animal prompt judged
         # as a human-like kind has taken the exemplars' looks with the action
         "human_on_animals": sum(js in R.HUMANS for js in on_animals) / max(1, len(on_animals)),
+        "animal_slots": len(on_animals), "animals_drawn_human": sum(js in R.HUMANS for js in on_animals),
         "judged_actions": {a: sum(ja == a for _, ja, _ in verdicts) for a in sorted({ja for _, ja, _ in verdicts})},
+        "hits": [[int(sb), int(a)] for sb, a in hits],  # per image slot (subject ok, action ok): paired tests
     }
     return scores, images
 
@@ -97,7 +100,7 @@ def parse_method_spec(spec: str) -> tuple[str, dict]:
     return name, options
 
 
-def demo_config(spec: str, s: DemoSettings):
+def demo_config(spec: str, s: DemoSettings, learn_seed: int | None = None):
     """(method name, config) of a method spec under the demo's budget: every learner gets the
     demo's steps, token learners also its learning rate (weight tuners keep their paper's),
     prior preservation the world's class prompt; the spec's own options win."""
@@ -107,7 +110,7 @@ def demo_config(spec: str, s: DemoSettings):
     name, options = parse_method_spec(spec)
     cls = methods.get_method(name)
     fields = cls.Config.__dataclass_fields__
-    overrides = {"seed": s.seed}
+    overrides = {"seed": s.seed if learn_seed is None else learn_seed}
     if "steps" in fields:
         overrides["steps"] = s.steps
     if "token" in fields and not issubclass(cls, WeightMethod):
@@ -118,12 +121,13 @@ def demo_config(spec: str, s: DemoSettings):
     return name, cls.Config().with_overrides(**overrides)
 
 
-def learn_for_demo(pipe, action_set, method: str, s: DemoSettings, work_dir: Path):
+def learn_for_demo(pipe, action_set, method: str, s: DemoSettings, work_dir: Path, learn_seed: int | None = None):
     """Learn with a method spec (``name[:key=value...]``) and the demo's budget (:func:`demo_config`)."""
     import methods
 
-    name, config = demo_config(method, s)
-    out = work_dir / f"{action_set.name}-{method.replace(':', '_').replace('=', '-')}.safetensors"
+    name, config = demo_config(method, s, learn_seed)
+    tag = "" if learn_seed in (None, 0) else f"-seed{learn_seed}"
+    out = work_dir / f"{action_set.name}-{method.replace(':', '_').replace('=', '-')}{tag}.safetensors"
     return methods.learn(pipe, action_set, name, config, out=out, work_dir=work_dir, progress=True)
 
 
@@ -164,19 +168,41 @@ def run_demo(s: DemoSettings, out: Path) -> dict:
         world_action = bench_meta[action]["world_action"]
         images_by_method = {}
         for method in s.methods:
-            t0 = time.perf_counter()
-            pipe = load_pipeline(s.model, s.device)  # fresh: methods change the pipeline they are applied to
-            learned = learn_for_demo(pipe, action_set, method, s, out / "learned")
-            scores, images = judge_learned(load_pipeline(s.model, s.device), learned, world_action, s)
-            report["results"].setdefault(action, {})[method] = scores
-            report["seconds"][f"{action}/{method}"] = round(time.perf_counter() - t0, 1)
-            images_by_method[method] = images
-            print(f"{action:10s} {method:18s} action {scores['action']:.0%}  subject {scores['subject']:.0%}  total {scores['total']:.0%}")
-            _write_report(report, out)  # after every method: nothing lost if a long run stops
+            for ls in s.learn_seeds:
+                t0 = time.perf_counter()
+                pipe = load_pipeline(s.model, s.device)  # fresh: methods change the pipeline they are applied to
+                learned = learn_for_demo(pipe, action_set, method, s, out / "learned", ls)
+                scores, images = judge_learned(load_pipeline(s.model, s.device), learned, world_action, s)
+                _add_seed(report["results"].setdefault(action, {}), method, ls, scores)
+                report["seconds"][f"{action}/{method}/seed{ls}"] = round(time.perf_counter() - t0, 1)
+                if ls == s.learn_seeds[0]:
+                    images_by_method[method] = images
+                print(f"{action:10s} {method:18s} seed {ls}: action {scores['action']:.0%}  subject {scores['subject']:.0%}  total {scores['total']:.0%}")
+                _write_report(report, out)  # after every learned identifier: nothing lost if a long run stops
         grid(images_by_method, s.n, [k for k, _ in world_subjects()]).save(out / f"{action}_grid.png")
     report["seconds"]["total"] = round(time.perf_counter() - t_start, 1)
     _write_report(report, out)
     return report
+
+
+def _add_seed(by_method: dict, method: str, seed: int, scores: dict) -> None:
+    """Fold one learning seed's scores into ``by_method[method]``: rates over all its seeds'
+    images, ``hits`` concatenated in seed order, ``seeds`` naming each slot's seed."""
+    scores = {**scores, "seeds": [seed] * scores["n"]}
+    prev = by_method.get(method)
+    if prev is not None:
+        judged = dict(prev["judged_actions"])
+        for a, c in scores["judged_actions"].items():
+            judged[a] = judged.get(a, 0) + c
+        scores = {"hits": prev["hits"] + scores["hits"], "seeds": prev["seeds"] + scores["seeds"],
+                  "animal_slots": prev["animal_slots"] + scores["animal_slots"],
+                  "animals_drawn_human": prev["animals_drawn_human"] + scores["animals_drawn_human"],
+                  "judged_actions": judged}
+        hits = scores["hits"]
+        scores.update(n=len(hits), action=sum(a for _, a in hits) / len(hits), subject=sum(sb for sb, _ in hits) / len(hits),
+                      total=sum(a and sb for sb, a in hits) / len(hits),
+                      human_on_animals=scores["animals_drawn_human"] / max(1, scores["animal_slots"]))
+    by_method[method] = scores
 
 
 def _write_report(report: dict, out: Path) -> None:
@@ -210,11 +236,56 @@ def summary_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _slots(report: dict, method: str, actions: list[str]):
+    """(total hits, action hits, subject hits, clusters) of ``method`` over ``actions``, slot by slot."""
+    tot, act, sub, clusters = [], [], [], []
+    for a in actions:
+        r = report["results"][a][method]
+        tot += [int(x and y) for x, y in r["hits"]]
+        act += [y for _, y in r["hits"]]
+        sub += [x for x, _ in r["hits"]]
+        clusters += [f"{a}/{sd}" for sd in r.get("seeds", [0] * len(r["hits"]))]
+    return tot, act, sub, clusters
+
+
+def compare_table(report: dict, reference: str = "adi", n_boot: int = 2000) -> str:
+    """Markdown: per method, pooled over the actions it was run on, accuracies with 95%
+    bootstrap intervals (learning seeds within actions resampled first, then images), and
+    the paired comparison with ``reference`` on the same image slots: total-accuracy
+    difference with its interval, paired-bootstrap p and exact McNemar p."""
+    from evaluate.paired import bootstrap_ci, mcnemar_exact, paired_bootstrap
+
+    methods_: list[str] = []
+    for by in report["results"].values():
+        methods_ += [m for m in by if m not in methods_]
+    ref_actions = [a for a, by in report["results"].items() if reference in by]
+    ci = lambda x, cl: "{:.1%} [{:.1%}, {:.1%}]".format(*bootstrap_ci(x, cl, n_boot))  # noqa: E731
+    lines = [f"| method | total [95% CI] | action | subject | animals drawn human | images | total - {reference} [95% CI] | p (bootstrap) | p (McNemar) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for m in methods_:
+        actions = [a for a in report["results"] if m in report["results"][a]]
+        tot, act, sub, cl = _slots(report, m, actions)
+        leak = sum(report["results"][a][m].get("animals_drawn_human", 0) for a in actions)
+        leak_n = sum(report["results"][a][m].get("animal_slots", 0) for a in actions)
+        row = f"| {m} | {ci(tot, cl)} | {ci(act, cl)} | {ci(sub, cl)} | {leak / max(1, leak_n):.1%} | {len(tot)} |"
+        same_slots = m != reference and actions == ref_actions and (
+            [report["results"][a][m].get("seeds") for a in actions] == [report["results"][a][reference].get("seeds") for a in actions])
+        if same_slots:
+            ref_tot = _slots(report, reference, actions)[0]
+            pb, mc = paired_bootstrap(tot, ref_tot, cl, n_boot), mcnemar_exact(tot, ref_tot)
+            row += f" {pb['diff']:+.1%} [{pb['low']:+.1%}, {pb['high']:+.1%}] | {pb['p']:.3f} | {mc['p']:.3f} |"
+        else:
+            row += " - | - | - |"
+        lines.append(row)
+    return "\n".join(lines)
+
+
 def write_tables(report: dict, out: Path) -> None:
     """``table.md`` (per action and method, then the per-method means) and ``table.csv`` under ``out``."""
     import csv
 
-    (out / "table.md").write_text(table(report) + "\n\nMean over actions:\n\n" + summary_table(report) + "\n")
+    (out / "table.md").write_text(table(report) + "\n\nMean over actions:\n\n" + summary_table(report) + "\n"
+                                  + _compare_section(report))
     with open(out / "table.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["action", "method", "action_acc", "subject_acc", "total_acc", "human_on_animals", "n"])
@@ -224,12 +295,27 @@ def write_tables(report: dict, out: Path) -> None:
                             round(r.get("human_on_animals", float("nan")), 4), r["n"]])
 
 
+def _compare_section(report: dict) -> str:
+    if not any("hits" in r for by in report["results"].values() for r in by.values()):
+        return ""  # a report from before per-image hits were kept
+    ref = "adi" if any("adi" in by for by in report["results"].values()) else next(iter(next(iter(report["results"].values()))))
+    return f"\nPooled over actions, with intervals and paired tests against {ref}:\n\n" + compare_table(report, ref) + "\n"
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise ActionBenchError(f"--learn-seeds {text!r}: give comma-separated integers, e.g. 0,1,2") from None
+
+
 def cmd_demo(args) -> None:
     from .world.benchmark import BENCH_DIR
 
     actions = tuple(sorted(p.name for p in BENCH_DIR.iterdir() if p.is_dir())) if args.actions == "all" else tuple(args.actions.split(","))
     s = DemoSettings(actions=actions, methods=tuple(args.methods.split(",")), steps=args.steps, lr=args.lr,
-                     n=args.n, sample_steps=args.sample_steps, seed=args.seed, device=args.device)
+                     n=args.n, sample_steps=args.sample_steps, seed=args.seed, device=args.device,
+                     learn_seeds=_seeds(args.learn_seeds) if args.learn_seeds else (args.seed,))
     for spec in s.methods:  # fail before any learning on a bad method spec or option
         demo_config(spec, s)
     report = run_demo(s, Path(args.out))
@@ -240,6 +326,7 @@ def cmd_demo(args) -> None:
         print(table(report))
         if len(report["results"]) > 1:
             print("\nMean over actions:\n" + summary_table(report))
+        print(_compare_section(report))
         print(f"grids and demo.json in {args.out} ({report['seconds']['total']:.0f} s)")
 
 
@@ -254,7 +341,8 @@ def add_parser(sub) -> None:
     p.add_argument("--lr", type=float, default=DEMO_LR, help=f"learning rate of the token methods; weight tuners keep their paper's (default {DEMO_LR})")
     p.add_argument("--n", type=int, default=4, help="images per subject (default 4)")
     p.add_argument("--sample-steps", type=int, default=25, help="DDIM steps (default 25)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="sampling seed, and the learning seed unless --learn-seeds is given")
+    p.add_argument("--learn-seeds", default=None, help="comma-separated learning seeds, e.g. 0,1,2: one identifier per seed and method")
     p.add_argument("--out", default="results/demo", help="output folder (default results/demo)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")

@@ -28,6 +28,7 @@ from .sdxl import SDXLPipelineSpec, build_sdxl_pipeline  # noqa: F401  (re-expor
 
 DEFAULT_MODEL = "sd21-base"  # the paper's SD 2.1-base, through the registry
 WORLD_MODEL_DIR = Path(__file__).parent / "world" / "model"
+WORLD_CONTROLNET_DIR = Path(__file__).parent / "world" / "controlnet"  # `actionbench world train-controlnet`
 
 
 @dataclass
@@ -160,6 +161,28 @@ def pipeline_class_name(path: str, local: bool) -> str | None:
 
 def is_sdxl_class(name: str | None) -> bool:
     return bool(name) and name.startswith("StableDiffusionXL")
+
+
+def is_world_pipeline(pipe) -> bool:
+    """Whether ``pipe`` is the shipped ActionWorld model (``--model world`` or its folder)."""
+    if getattr(pipe, "model_name", None) == "world":
+        return True
+    path = getattr(pipe, "name_or_path", None) or pipe.config.get("_name_or_path")
+    try:
+        return bool(path) and Path(path).resolve() == WORLD_MODEL_DIR.resolve()
+    except (OSError, TypeError):
+        return False
+
+
+def resolve_controlnet(name: str) -> str:
+    """``world`` -> the packaged ActionWorld OpenPose ControlNet folder; anything else unchanged."""
+    if name == "world":
+        if not (WORLD_CONTROLNET_DIR / "config.json").exists():
+            raise ActionBenchError(
+                f"the ActionWorld ControlNet is missing from {WORLD_CONTROLNET_DIR}: train it with `actionbench world train-controlnet`"
+            )
+        return str(WORLD_CONTROLNET_DIR)
+    return name
 
 
 def load_pipeline(model: str = DEFAULT_MODEL, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):

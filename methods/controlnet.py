@@ -1,8 +1,9 @@
 """ControlNet with OpenPose skeletons (Zhang et al., ICCV 2023): the paper's no-learning pose baseline.
 
-Nothing is trained. ``learn`` detects each exemplar's pose (:mod:`methods.pose_drawing`)
-and stores the skeleton images, as PNG bytes, in the learned file, with the ControlNet to
-load (hub id or local folder) in its metadata. Generation writes the action phrase into
+Nothing is trained. ``learn`` takes each exemplar's pose (the benchmark's given keypoints,
+``poses.json``, when it ships them; else a detector, :mod:`methods.pose_drawing`) and stores
+the skeleton images, as PNG bytes, in the learned file, with the ControlNet to load (hub
+id, local folder, or ``world``) and each pose's source in its metadata. Generation writes the action phrase into
 the prompt, as the ``sd`` row does, and draws image i (seed s) with an OpenPose ControlNet
 conditioned on exemplar skeleton ``s mod N``: a ``StableDiffusionControlNetPipeline``
 built around the caller's pipeline components (nothing in ``pipe`` is changed).
@@ -11,7 +12,9 @@ Defaults: ADI-SPEC.md "ControlNet with OpenPose skeletons of the exemplars"; the
 for the base model (ours): ``lllyasviel/control_v11p_sd15_openpose`` for SD 1.x (token
 width 768), ``thibaud/controlnet-sd21-openpose-diffusers`` for SD 2.x (1024),
 ``thibaud/controlnet-openpose-sdxl-1.0`` for SDXL (drawn with
-``StableDiffusionXLControlNetPipeline``).
+``StableDiffusionXLControlNetPipeline``), and ``world`` (``actionbench/world/controlnet/``,
+trained by ``actionbench world train-controlnet`` on the renders' exact skeletons) for the
+ActionWorld model.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -36,15 +40,15 @@ OPENPOSE_CONTROLNETS = {
     1024: "thibaud/controlnet-sd21-openpose-diffusers",
     "sdxl": "thibaud/controlnet-openpose-sdxl-1.0",
 }
-DETECTORS = ("auto", "openpose", "mediapipe")
+DETECTORS = ("auto", "given", "openpose", "mediapipe")
 
 
 @dataclass
 class ControlNetConfig(MethodConfig):
     steps: int = 0  # nothing is learned
-    controlnet: str | None = None  # hub id or local folder; None: the OpenPose ControlNet for the base model
-    detector: str = "auto"  # auto: controlnet-aux OpenPose where available, else MediaPipe
-    pose_resolution: int = 512  # side of the stored skeleton images (SD's training size)
+    controlnet: str | None = None  # hub id, local folder or "world"; None: the OpenPose ControlNet for the base model
+    detector: str = "auto"  # auto: given keypoints (poses.json), else controlnet-aux OpenPose where available, else MediaPipe
+    pose_resolution: int | None = None  # side of the stored skeleton images; None: the model's image size
     conditioning_scale: float = 1.0  # diffusers' default controlnet_conditioning_scale
     phrase: str | None = None  # the action as text; None: the paper's phrase for the action
 
@@ -52,7 +56,7 @@ class ControlNetConfig(MethodConfig):
         super().__post_init__()
         if self.detector not in DETECTORS:
             raise ActionBenchError(f"unknown detector {self.detector!r}; one of {', '.join(DETECTORS)}")
-        if self.pose_resolution < 8:
+        if self.pose_resolution is not None and self.pose_resolution < 8:
             raise ActionBenchError(f"pose_resolution must be >= 8 (got {self.pose_resolution})")
 
 
@@ -68,16 +72,38 @@ def tensor_png(t: torch.Tensor) -> Image.Image:
 
 
 def default_controlnet(pipe) -> str:
+    from actionbench.models import is_world_pipeline
+
+    if is_world_pipeline(pipe):
+        return "world"
     width = "sdxl" if is_sdxl(pipe) else pipe.text_encoder.get_input_embeddings().weight.shape[1]
     if width not in OPENPOSE_CONTROLNETS:
         raise ActionBenchError(f"no default OpenPose ControlNet for token width {width}; set `controlnet` in the config")
     return OPENPOSE_CONTROLNETS[width]
 
 
+def check_world_controlnet(pipe, folder: str) -> None:
+    """Warn when the world ControlNet was trained beside another world model (its UNet's checksum differs)."""
+    import json
+    import warnings
+
+    from .learned import model_fingerprint
+
+    info = Path(folder, "actionworld_controlnet.json")
+    trained_on = (json.loads(info.read_text()).get("base_fingerprint") or {}) if info.exists() else {}
+    here = model_fingerprint(pipe)["checksum"]
+    if any(abs(a - b) > 1e-2 * max(abs(a), abs(b), 1e-6) for a, b in zip(trained_on.get("checksum", []), here)):
+        warnings.warn(f"{folder} was trained beside another world model: retrain it with `actionbench world train-controlnet`",
+                      stacklevel=2)
+
+
 def load_controlnet(name: str, device, dtype):
-    """A ``ControlNetModel`` from a local folder or the hub (cache only when offline)."""
+    """A ``ControlNetModel`` from a local folder, the hub (cache only when offline), or ``world``."""
     from diffusers import ControlNetModel
 
+    from actionbench.models import resolve_controlnet
+
+    name = resolve_controlnet(name)
     local = os.path.isdir(name)
     try:
         model = ControlNetModel.from_pretrained(name, torch_dtype=dtype, local_files_only=local)
@@ -134,17 +160,34 @@ class ControlNetPose(Method):
     Config = ControlNetConfig
 
     def setup(self, work_dir) -> None:
-        from .pose_drawing import openpose_detector, pose_image
+        from actionbench.models import resolve_controlnet
+
+        from .pose_drawing import given_pose_image, openpose_detector, pose_image
 
         cfg = self.config
-        detector = openpose_detector() if cfg.detector in ("auto", "openpose") else None
+        self.controlnet = cfg.controlnet or default_controlnet(self.pipe)
+        if self.controlnet == "world":
+            check_world_controlnet(self.pipe, resolve_controlnet(self.controlnet))  # missing: say how to train it, before any work
+        size = cfg.pose_resolution or self.resolution
+        exemplars = self.action_set.exemplars
+        use_given = cfg.detector in ("auto", "given")
+        if cfg.detector == "given" and any(e.keypoints is None for e in exemplars):
+            missing = [e.key for e in exemplars if e.keypoints is None]
+            raise ActionBenchError(f"{self.action_set.root}: detector 'given' needs poses.json keypoints for every exemplar (none for {', '.join(missing)})")
+        need_detector = any(not (use_given and e.keypoints is not None) for e in exemplars)
+        detector = openpose_detector() if need_detector and cfg.detector in ("auto", "openpose") else None
         if cfg.detector == "openpose" and detector is None:
             raise ActionBenchError("detector 'openpose' needs controlnet-aux (pip install controlnet-aux) and its weights")
-        self.poses = {}
-        for e in self.action_set.exemplars:
-            skeleton = pose_image(e.image(), cfg.pose_resolution, cfg.detector, detector)
+        self.poses, self.sources = {}, {}
+        for e in exemplars:
+            if use_given and e.keypoints is not None:
+                skeleton, source = given_pose_image(e.image(), list(e.keypoints), size), "given"
+            else:
+                skeleton = pose_image(e.image(), size, cfg.detector, detector)
+                source = "openpose" if detector is not None else "mediapipe"
             if skeleton is not None:
                 self.poses[e.key] = skeleton
+                self.sources[e.key] = source
         if not self.poses:
             raise ActionBenchError(f"{self.action_set.root}: no person's pose was found in any exemplar")
 
@@ -156,9 +199,10 @@ class ControlNetPose(Method):
 
     def extra_metadata(self) -> dict:
         return {
-            "controlnet": self.config.controlnet or default_controlnet(self.pipe),
+            "controlnet": self.controlnet,
             "conditioning_scale": self.config.conditioning_scale,
             "poses": sorted(self.poses),
+            "pose_sources": {k: self.sources[k] for k in sorted(self.poses)},  # given (poses.json), openpose or mediapipe
             "missing_poses": sorted(e.key for e in self.action_set.exemplars if e.key not in self.poses),
         }
 

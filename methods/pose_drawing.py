@@ -11,6 +11,11 @@ colours at 60% intensity, joints as filled circles, on black.
 
 Exemplars are not square and generated images are: the skeleton is drawn on a square
 canvas with the photo letterboxed in its centre **(ours)**, so no limb is cut off.
+
+Keypoints may also be *given* (World-ActionBench ships each exemplar's exact skeleton in
+``poses.json``): :func:`given_pose_image` draws them without any detector. Skeletons
+smaller than ``MIN_CANVAS`` are drawn at that size and downsampled **(ours)**, so that
+OpenPose's fixed 4-pixel limbs and joints stay in proportion on a 64-pixel image.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ COLORS = (
     (0, 0, 255), (85, 0, 255), (170, 0, 255), (255, 0, 255), (255, 0, 170), (255, 0, 85),
 )
 STICK_WIDTH = 4
+MIN_CANVAS = 128  # smaller skeletons are drawn at this side, then downsampled
 
 Keypoints = list  # 18 entries of (x, y) in [0, 1] canvas coordinates, or None
 
@@ -111,6 +117,31 @@ def draw_skeleton(keypoints: Keypoints, size: int) -> Image.Image:
     return Image.fromarray(draw_bodypose(canvas, points))
 
 
+def skeleton_image(keypoints: Keypoints, size: int, draw=None) -> Image.Image:
+    """Keypoints drawn by ``draw`` (default :func:`draw_openpose`) on a black ``size`` square;
+    below ``MIN_CANVAS`` drawn at that side and downsampled, so limbs keep their proportion."""
+    draw = draw or draw_openpose
+    canvas = max(size, MIN_CANVAS)
+    image = draw(keypoints, canvas)
+    return image if canvas == size else image.resize((size, size), Image.Resampling.BOX)
+
+
+def letterbox_keypoints(keypoints: Keypoints, image_size: tuple[int, int]) -> Keypoints:
+    """Keypoints normalised to a (w, h) image -> normalised to its letterboxed square (:func:`letterbox`)."""
+    w, h = image_size
+    side = max(w, h)
+    return [((x * w + (side - w) / 2) / side, (y * h + (side - h) / 2) / side) if p is not None else None
+            for p in keypoints for x, y in [p or (0, 0)]]
+
+
+def given_pose_image(image: Image.Image, keypoints: Keypoints, size: int = 512) -> Image.Image | None:
+    """Given keypoints of ``image`` (normalised to it) as a skeleton on a black ``size`` square, letterboxed
+    like :func:`pose_image`; None if no keypoint is given."""
+    if not keypoints or not any(p is not None for p in keypoints):
+        return None
+    return skeleton_image(letterbox_keypoints(keypoints, image.size), size)
+
+
 def openpose_detector():
     """controlnet-aux's OpenPose detector, or None where it does not import or has no weights."""
     try:
@@ -135,4 +166,4 @@ def pose_image(image: Image.Image, size: int = 512, detector: str = "auto", open
         out = openpose(square, detect_resolution=size, image_resolution=size)
         return out.convert("RGB").resize((size, size)) if np.asarray(out).any() else None
     keypoints = mediapipe_keypoints(square)
-    return draw_skeleton(keypoints, size) if keypoints is not None else None
+    return skeleton_image(keypoints, size, draw_skeleton) if keypoints is not None else None

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from actionbench.demo import DemoSettings, parse_method_spec, run_demo, write_tables
+from actionbench.demo import DemoSettings, _add_seed, compare_table, parse_method_spec, run_demo, write_tables
+from actionbench.world import render as R
 from actionbench.errors import ActionBenchError
 
 
@@ -39,3 +40,32 @@ def test_demo_runs_a_method_with_options_and_writes_its_report(tmp_path):
     assert "| handstand | adi:mask=none |" in (tmp_path / "table.md").read_text()
     assert (tmp_path / "table.csv").read_text().splitlines()[0].startswith("action,method,action_acc")
     assert (tmp_path / "handstand_grid.png").exists()
+
+
+def test_learning_seeds_pool_into_paired_slots_and_the_compare_table(tmp_path):
+    s = DemoSettings(actions=("handstand",), methods=("sd", "adi"), steps=1, n=1, sample_steps=2, learn_seeds=(0, 1))
+    report = run_demo(s, tmp_path)
+    adi, sd = report["results"]["handstand"]["adi"], report["results"]["handstand"]["sd"]
+    assert adi["n"] == sd["n"] == 18 and adi["seeds"] == [0] * 9 + [1] * 9 and len(adi["hits"]) == 18
+    assert adi["total"] == sum(a and b for a, b in adi["hits"]) / 18
+    assert adi["animal_slots"] == 2 * len(R.ANIMALS)
+    assert (tmp_path / "learned" / "handstand-adi-seed1.safetensors").exists()
+    md = compare_table(report, "adi", n_boot=50)
+    rows = {line.split(" | ")[0].strip("| "): line for line in md.splitlines()[2:]}
+    assert set(rows) == {"sd", "adi"}
+    assert rows["adi"].endswith("| - | - | - |")  # no test of the reference against itself
+    p_mcnemar = float(rows["sd"].rstrip(" |").split("|")[-1])
+    assert 0.0 < p_mcnemar <= 1.0
+
+
+def test_add_seed_sums_counts_not_rates():
+    by = {}
+    one = {"hits": [[1, 1], [0, 1]], "n": 2, "action": 1.0, "subject": 0.5, "total": 0.5, "judged_actions": {"sit": 2},
+           "animal_slots": 1, "animals_drawn_human": 1, "human_on_animals": 1.0}
+    two = {"hits": [[0, 0], [1, 0]], "n": 2, "action": 0.0, "subject": 0.5, "total": 0.0, "judged_actions": {"jump": 2},
+           "animal_slots": 3, "animals_drawn_human": 0, "human_on_animals": 0.0}
+    _add_seed(by, "m", 0, one)
+    _add_seed(by, "m", 1, two)
+    m = by["m"]
+    assert (m["n"], m["action"], m["subject"], m["total"]) == (4, 0.5, 0.5, 0.25)
+    assert m["human_on_animals"] == 0.25 and m["judged_actions"] == {"sit": 2, "jump": 2} and m["seeds"] == [0, 0, 1, 1]

@@ -5,6 +5,8 @@
     <out>/<action>/01.png .. 10.png        exemplars: human-like subjects only, varied scenes
     <out>/<action>/01.txt ..               the full caption ("a man performs a handstand in a park")
     <out>/<action>/text.json               {"01.png": ["a man {} in a park"], ...}
+    <out>/<action>/poses.json              {"01.png": [[x, y] or null, ... 18 OpenPose keypoints], ...}:
+                                           each exemplar's exact skeleton (``skeleton.render_keypoints``)
     <out>/<action>/action_different/01/<other action>.png
                                            the same character, scene and seed doing every other action
     <out>/world.json                       evaluation subjects (all kinds, animals too), action phrases
@@ -19,6 +21,7 @@ import json
 from pathlib import Path
 
 from . import render as R
+from .skeleton import keypoints_json, render_keypoints
 
 BENCH_DIR = Path(__file__).with_name("bench")
 N_EXEMPLARS = 10
@@ -47,11 +50,12 @@ def write_action(out: str | Path, actionbench_action: str, size: int = 64) -> Pa
     action = R.ACTIONBENCH[actionbench_action]
     folder = Path(out) / actionbench_action
     folder.mkdir(parents=True, exist_ok=True)
-    text = {}
+    text, poses = {}, {}
     for sp in exemplar_specs(actionbench_action):
         s, c, seed = sp["subject"], sp["context"], sp["seed"]
         R.render(s, action, c, seed, size).save(folder / sp["file"])
         text[sp["file"]] = [template(s, c)]
+        poses[sp["file"]] = keypoints_json(render_keypoints(s, action, c, seed, size))
         stem = sp["file"][:-4]
         (folder / f"{stem}.txt").write_text(R.caption(s, action, c, name_action=True) + "\n")
         diff = folder / "action_different" / stem
@@ -60,6 +64,8 @@ def write_action(out: str | Path, actionbench_action: str, size: int = 64) -> Pa
             if other != action:
                 R.render(s, other, c, seed, size).save(diff / f"{other}.png")
     (folder / "text.json").write_text(json.dumps(text, indent=4))
+    rows = ",\n".join(f"    {json.dumps(name)}: {json.dumps(kp)}" for name, kp in poses.items())
+    (folder / "poses.json").write_text("{\n" + rows + "\n}\n")  # one exemplar a line
     return folder
 
 

@@ -32,12 +32,25 @@ def _train(args) -> int:
     from .train import TrainConfig, train
 
     cfg = TrainConfig(out=args.out, seed=args.seed, steps=args.steps, threads=args.threads)
-    for name in ("vae_steps", "n_data", "batch", "lr", "ema"):
+    for name in ("vae_steps", "vae_lr", "init_vae", "init_unet", "decoder_steps", "n_data", "batch", "lr", "ema"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
     out = train(cfg, resume=args.resume, export_dir=None if args.no_export else args.export,
                 device=args.device, time_budget_s=args.time_budget, workers=args.workers)
     print(f"trained; pipeline exported to {out}" if out else "trained (not exported)")
+    return 0
+
+
+def _train_controlnet(args) -> int:
+    from .controlnet_train import ControlNetTrainConfig, train_controlnet
+
+    cfg = ControlNetTrainConfig(out=args.out, model=args.model, seed=args.seed, steps=args.steps, threads=args.threads)
+    for name in ("n_data", "batch", "lr", "ema", "cond_channels"):
+        if getattr(args, name) is not None:
+            setattr(cfg, name, getattr(args, name))
+    out = train_controlnet(cfg, resume=args.resume, export_dir=None if args.no_export else args.export,
+                           device=args.device, time_budget_s=args.time_budget, workers=args.workers)
+    print(f"trained; ControlNet exported to {out}" if out else "trained (not exported)")
     return 0
 
 
@@ -98,7 +111,7 @@ def _curve(args) -> int:
 
 def add_world_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``world`` and its subcommands on an argparse ``subparsers`` object."""
-    from ..models import WORLD_MODEL_DIR
+    from ..models import WORLD_CONTROLNET_DIR, WORLD_MODEL_DIR
     from .benchmark import BENCH_DIR
     from .judge import JUDGE_DIR
 
@@ -126,6 +139,10 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-export", action="store_true")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--vae-steps", type=int, default=None, help="autoencoder steps (default 1000)")
+    p.add_argument("--vae-lr", type=float, default=None, help="autoencoder learning rate (default 2e-3)")
+    p.add_argument("--init-vae", default=None, help="fine-tune the autoencoder from this diffusers VAE folder instead of random weights")
+    p.add_argument("--init-unet", default=None, help="fine-tune UNet + text encoder from this pipeline folder instead of random weights")
+    p.add_argument("--decoder-steps", type=int, default=None, help="decoder-only refinement steps before the UNet stage (default 600)")
     p.add_argument("--n-data", type=int, default=None, help="renders encoded for the UNet stage (default 24000)")
     p.add_argument("--batch", type=int, default=None, help="UNet batch (default 32; a new run only: --resume keeps the saved config)")
     p.add_argument("--lr", type=float, default=None, help="UNet + text-encoder learning rate (default 8e-4)")
@@ -134,6 +151,25 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--time-budget", type=float, default=None, help="end the UNet stage after this many seconds (with a checkpoint)")
     p.add_argument("--workers", type=int, default=1, help="processes that draw the dataset's renders (default 1)")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("train-controlnet", help="train the world model's OpenPose ControlNet on (exact skeleton, render) pairs (resumable) and export it")
+    p.add_argument("--model", default="world", help="the frozen base pipeline (default world)")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="scratch/world-controlnet", help="data cache, checkpoints and logs")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out (reached --steps: export only)")
+    p.add_argument("--export", default=str(WORLD_CONTROLNET_DIR), help="where the fp16 ControlNet goes")
+    p.add_argument("--no-export", action="store_true")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--n-data", type=int, default=None, help="(skeleton, render) pairs made once (default 16000)")
+    p.add_argument("--batch", type=int, default=None, help="batch (default 32; a new run only: --resume keeps the saved config)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default 3e-4)")
+    p.add_argument("--ema", type=float, default=None, help="EMA decay (default 0.999; 0: none)")
+    p.add_argument("--cond-channels", type=int, nargs="+", default=None, help="conditioning-embedding widths (default 16 32 64 for 64 px)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--time-budget", type=float, default=None, help="stop after this many seconds (with a checkpoint)")
+    p.add_argument("--workers", type=int, default=1, help="processes that draw the renders and skeletons (default 1)")
+    p.set_defaults(func=_train_controlnet)
 
     p = sub.add_parser("export", help="export the latest checkpoint of a training folder (EMA weights)")
     p.add_argument("--out", default="scratch/world-train")

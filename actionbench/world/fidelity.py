@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from . import render as R
-from .judge import judge_images, load_judge
+from .judge import accuracy, judge_images, load_judge, render_set
 
 
 @torch.no_grad()
@@ -64,6 +64,27 @@ def score(rows, images, judge=None) -> dict:
             "judged_actions": [v[1] for v in verdicts]}
 
 
+@torch.no_grad()
+def judge_check(pipe, judge=None, n: int = 300, seed: int = 20_000, batch: int = 50) -> dict:
+    """The judge on ``n`` held-out renders and on the same renders through the model's VAE
+    (encode, decode): how far its verdicts on generated images can be trusted."""
+    judge = judge or load_judge()
+    x, ys, ya = render_set(n, seed)
+    vae = pipe.vae
+    dev, dt = vae.device, vae.dtype
+    rec = torch.cat([vae.decode(vae.encode(x[i : i + batch].to(dev, dt)).latent_dist.mean).sample.float().cpu().clamp(-1, 1)
+                     for i in range(0, n, batch)])
+    (rs, ra), (vs, va) = accuracy(judge, x, ys, ya), accuracy(judge, rec, ys, ya)
+    return {"n": n, "renders": {"subject": rs, "action": ra}, "vae_reconstructions": {"subject": vs, "action": va},
+            "reconstruction_l1": float((rec - x).abs().mean())}
+
+
+def action_free_prompts(n: int = 8, subjects: list[str] | None = None) -> list[str]:
+    """The action-free training captions ("a panda in a park"), ``n`` per subject kind (contexts cycle)."""
+    return [f"{R.subject_phrase(s)} {R.context_phrase(R.CONTEXTS[(i + k) % len(R.CONTEXTS)])}"
+            for i, s in enumerate(subjects or R.SUBJECTS) for k in range(n)]
+
+
 def measure_fidelity(model: str = "world", n: int = 4, steps: int = 25, guidance: float = 7.5, seed: int = 0,
                      include_unnamed: bool = True, pipe=None, log=print) -> dict:
     """The fidelity report of a model (``--model`` string or a loaded ``pipe``)."""
@@ -86,6 +107,19 @@ def measure_fidelity(model: str = "world", n: int = 4, steps: int = 25, guidance
         un["judged_action_counts"] = counts
         report["unnamed"] = un
         log(f"unnamed actions asked by text: subject {un['subject_acc']:.3f}, action {un['action_acc']:.3f} (n={un['n']})")
+        # where the unnamed actions live: no action named at all
+        prompts = action_free_prompts(n)
+        verdicts = judge_images(generate(pipe, prompts, seed, steps, guidance), judge)
+        counts = {}
+        for _, a, _ in verdicts:
+            counts[a] = counts.get(a, 0) + 1
+        share = sum(counts.get(a, 0) for a in R.UNNAMED) / len(prompts)
+        report["action_free"] = {"n": len(prompts), "judged_action_counts": counts, "unnamed_share": share}
+        log(f"action-free prompts drawn as an unnamed action: {share:.3f} (n={len(prompts)})")
+    report["judge"] = judge_check(pipe, judge)
+    j = report["judge"]
+    log(f"judge on renders: subject {j['renders']['subject']:.3f}, action {j['renders']['action']:.3f}; "
+        f"on VAE reconstructions: subject {j['vae_reconstructions']['subject']:.3f}, action {j['vae_reconstructions']['action']:.3f}")
     report["seconds"] = round(time.time() - t0, 1)
     return report
 
@@ -113,10 +147,7 @@ def model_grid(pipe, subjects=None, actions=None, seed: int = 0, steps: int = 25
 def unnamed_grid(pipe, subjects=None, n: int = 8, seed: int = 0, steps: int = 25, guidance: float = 7.5) -> Image.Image:
     """Subjects (rows) x ``n`` samples of the action-free training caption "a panda in a park":
     what the model draws when no action is named (mostly the unnamed actions)."""
-    subjects = subjects or R.SUBJECTS
-    prompts = [f"{R.subject_phrase(s)} {R.context_phrase(R.CONTEXTS[(i + k) % len(R.CONTEXTS)])}"
-               for i, s in enumerate(subjects) for k in range(n)]
-    return prompt_grid(pipe, prompts, n, seed, steps, guidance)
+    return prompt_grid(pipe, action_free_prompts(n, subjects), n, seed, steps, guidance)
 
 
 def write_report(report: dict, path: str | Path) -> Path:

@@ -88,11 +88,15 @@ POSES: dict[str, dict] = {
 ANGLE_KEYS = ("ua_r", "fa_r", "ua_l", "fa_l", "th_r", "sh_r", "th_l", "sh_l")
 JITTER_DEG = 7.0
 
-# body proportions (unit = standing height of an adult)
-TORSO, NECK, HEAD_R = 0.30, 0.02, 0.105
-UPPER_ARM, FOREARM, THIGH, SHIN = 0.16, 0.15, 0.20, 0.20
-SHOULDER_HALF, HIP_HALF = 0.085, 0.055
-LIMB_W, TORSO_W = 0.065, 0.17
+# body proportions (unit = standing height of an adult). World v2: bold, frame-filling
+# figures (a standing adult is about 80% of the frame; limbs 4-6 px thick at 64 px, heads
+# about 15 px across) so that pose and kind can be read at the model's resolution.
+TORSO, NECK, HEAD_R = 0.29, 0.02, 0.125
+UPPER_ARM, FOREARM, THIGH, SHIN = 0.15, 0.14, 0.19, 0.19
+SHOULDER_HALF, HIP_HALF = 0.095, 0.06
+LIMB_W, TORSO_W = 0.092, 0.22
+FIGURE_HEIGHT = (0.78, 0.86)  # standing height / frame side, before the kind's size
+FRAME_MARGIN = 0.03  # the drawn figure stays this far (fraction of the side) inside the frame
 
 
 def _d(theta: float) -> np.ndarray:
@@ -170,7 +174,7 @@ def appearance(subject: str, rng: np.random.Generator) -> dict:
     if subject == "woman":
         a["size"], a["torso_w"] = 0.95, 0.9
     elif subject == "boy":
-        a["size"], a["head"] = 0.72, 1.25
+        a["size"], a["head"] = 0.8, 1.2
     elif subject == "old_man":
         a["hair"] = (225, 225, 225)
         a["shirt"] = [(120, 95, 70), (110, 110, 120), (70, 90, 80)][rng.integers(3)]
@@ -184,18 +188,18 @@ def _lerp(c0, c1, t):
 
 
 def draw_background(context: str, S: int, rng: np.random.Generator) -> tuple[Image.Image, float]:
-    """A background scene of side ``S``; returns it and the ground line's y (fraction of S)."""
-    horizon = float(rng.uniform(0.55, 0.65))
+    """A plain scene of side ``S`` (sky gradient, ground, one bold cue); returns it and the horizon (fraction of S).
+
+    World v2 keeps four scenes with few, large shapes: a scene a leaky method could copy,
+    not clutter that competes with a 64 px figure.
+    """
+    horizon = float(rng.uniform(0.58, 0.68))
     hy = int(horizon * S)
     skies = {
-        "park": ((120, 180, 240), (190, 225, 250)), "beach": ((90, 170, 235), (200, 235, 250)),
-        "snow": ((170, 185, 205), (215, 222, 232)), "city": ((150, 160, 175), (200, 205, 212)),
-        "studio": ((205, 195, 180), (225, 218, 205)), "night": ((10, 15, 45), (35, 45, 90)),
+        "park": ((110, 175, 240), (185, 222, 250)), "beach": ((80, 165, 235), (195, 232, 250)),
+        "city": ((150, 158, 172), (198, 202, 210)), "night": ((8, 12, 40), (30, 40, 85)),
     }
-    grounds = {
-        "park": (70, 150, 60), "beach": (232, 210, 150), "snow": (245, 248, 252),
-        "city": (95, 95, 100), "studio": (170, 160, 148), "night": (25, 55, 35),
-    }
+    grounds = {"park": (70, 150, 60), "beach": (232, 210, 150), "city": (95, 95, 100), "night": (25, 55, 35)}
     top, bot = skies[context]
     col = np.linspace(0, 1, hy)[:, None]
     sky = (np.array(top)[None, :] * (1 - col) + np.array(bot)[None, :] * col).astype(np.uint8)
@@ -204,48 +208,28 @@ def draw_background(context: str, S: int, rng: np.random.Generator) -> tuple[Ima
     arr[hy:] = grounds[context]
     img = Image.fromarray(arr)
     d = ImageDraw.Draw(img)
-    if context == "park":
-        for _ in range(int(rng.integers(1, 3))):
-            x = float(rng.uniform(0.05, 0.95)) * S
-            h = float(rng.uniform(0.18, 0.28)) * S
-            d.rectangle([x - 0.02 * S, hy - h * 0.55, x + 0.02 * S, hy + 0.01 * S], fill=(110, 75, 40))
-            d.ellipse([x - 0.11 * S, hy - h, x + 0.11 * S, hy - h * 0.4], fill=(40, 120, 45))
-    elif context == "beach":
-        sea = int(hy - 0.06 * S)
-        d.rectangle([0, sea, S, hy], fill=(40, 120, 190))
-        sx = float(rng.uniform(0.1, 0.9)) * S
-        d.ellipse([sx - 0.06 * S, 0.06 * S, sx + 0.06 * S, 0.18 * S], fill=(255, 225, 80))
-    elif context == "snow":
-        for _ in range(int(rng.integers(1, 3))):
-            x = float(rng.uniform(0.05, 0.95)) * S
-            h = float(rng.uniform(0.2, 0.3)) * S
-            d.polygon([(x, hy - h), (x - 0.08 * S, hy), (x + 0.08 * S, hy)], fill=(30, 90, 60))
-            d.polygon([(x, hy - h), (x - 0.035 * S, hy - h * 0.55), (x + 0.035 * S, hy - h * 0.55)], fill=(250, 250, 255))
-        for _ in range(25):
-            x, y = rng.uniform(0, S), rng.uniform(0, hy)
-            d.ellipse([x - 0.006 * S, y - 0.006 * S, x + 0.006 * S, y + 0.006 * S], fill=(255, 255, 255))
-    elif context == "city":
+    side = float(rng.choice([0.12, 0.88])) * S  # cues stand at one side, clear of the figure
+    if context == "park":  # one big tree
+        h = float(rng.uniform(0.3, 0.4)) * S
+        d.rectangle([side - 0.03 * S, hy - h * 0.5, side + 0.03 * S, hy + 0.01 * S], fill=(110, 75, 40))
+        d.ellipse([side - 0.14 * S, hy - h, side + 0.14 * S, hy - h * 0.35], fill=(40, 120, 45))
+    elif context == "beach":  # the sea and the sun
+        d.rectangle([0, int(hy - 0.08 * S), S, hy], fill=(40, 120, 190))
+        d.ellipse([side - 0.08 * S, 0.06 * S, side + 0.08 * S, 0.22 * S], fill=(255, 225, 80))
+    elif context == "city":  # a row of tall buildings
         x = -float(rng.uniform(0, 0.1)) * S
         while x < S:
-            w = float(rng.uniform(0.12, 0.22)) * S
-            h = float(rng.uniform(0.25, 0.5)) * S
+            w = float(rng.uniform(0.18, 0.28)) * S
+            h = float(rng.uniform(0.3, 0.5)) * S
             shade = int(rng.integers(60, 110))
-            d.rectangle([x, hy - h, x + w - 0.01 * S, hy], fill=(shade, shade, shade + 10))
-            for wy in np.arange(hy - h + 0.03 * S, hy - 0.04 * S, 0.06 * S):
-                for wx in np.arange(x + 0.025 * S, x + w - 0.04 * S, 0.05 * S):
-                    d.rectangle([wx, wy, wx + 0.02 * S, wy + 0.025 * S], fill=(230, 210, 120))
+            d.rectangle([x, hy - h, x + w - 0.015 * S, hy], fill=(shade, shade, shade + 10))
+            d.rectangle([x + 0.04 * S, hy - h + 0.05 * S, x + w - 0.06 * S, hy - h + 0.09 * S], fill=(230, 210, 120))
             x += w
-        d.rectangle([0, hy + 0.08 * S, S, hy + 0.1 * S], fill=(220, 220, 220))
-    elif context == "studio":
-        d.rectangle([0, hy - 0.01 * S, S, hy + 0.005 * S], fill=(120, 110, 100))
-        lx = float(rng.uniform(0.1, 0.9)) * S
-        d.ellipse([lx - 0.09 * S, 0.05 * S, lx + 0.09 * S, 0.2 * S], fill=(240, 235, 220))
-    elif context == "night":
-        for _ in range(18):
-            x, y = rng.uniform(0, S), rng.uniform(0, hy * 0.9)
-            d.ellipse([x - 0.005 * S, y - 0.005 * S, x + 0.005 * S, y + 0.005 * S], fill=(255, 255, 220))
-        mx = float(rng.uniform(0.1, 0.9)) * S
-        d.ellipse([mx - 0.06 * S, 0.06 * S, mx + 0.06 * S, 0.18 * S], fill=(245, 240, 200))
+    elif context == "night":  # the moon and a few big stars
+        d.ellipse([side - 0.08 * S, 0.06 * S, side + 0.08 * S, 0.22 * S], fill=(245, 240, 200))
+        for _ in range(6):
+            x, y = rng.uniform(0, S), rng.uniform(0, hy * 0.8)
+            d.ellipse([x - 0.012 * S, y - 0.012 * S, x + 0.012 * S, y + 0.012 * S], fill=(255, 255, 220))
     return img, horizon
 
 
@@ -447,21 +431,91 @@ def draw_character(layer: Image.Image, subject: str, app: dict, pose: dict, orig
     draw_head(pen, app, j["head"], sk.torso_dir, app["head"])
 
 
-def _lowest(pose: dict) -> float:
-    """Body-frame y (after the handstand rotation) of the point that touches the ground."""
+def extent(pose: dict, app: dict) -> tuple[float, float, float, float]:
+    """Bounding box (xmin, xmax, ymin, ymax) of the drawn figure around its body-frame origin,
+    after the handstand rotation, in units of standing height (y down)."""
     sk = skeleton(pose)
-    j = sk.joints
     sgn = -1.0 if pose.get("inverted") else 1.0
-    if pose.get("ground") == "hands":
-        return max(sgn * j["hand_r"][1], sgn * j["hand_l"][1]) + LIMB_W * 0.6
-    if pose.get("ground") == "pelvis":
-        return max(TORSO_W * 0.46, j["foot_r"][1] + LIMB_W / 2, j["knee_r"][1] + LIMB_W / 2)
-    return max(j["foot_r"][1], j["foot_l"][1]) + LIMB_W * 0.65
+    lw = LIMB_W * app["limb"]
+    pts, pads = [], []
+    for name, q in sk.joints.items():
+        pts.append(sgn * q)
+        pads.append(HEAD_R * app["head"] * 1.6 if name == "head" else max(lw * 0.7, TORSO_W * app["torso_w"] * 0.5 if name in ("pelvis", "neck") else 0))
+    if pose.get("chair"):  # the chair's back and legs
+        p = sk.joints["pelvis"]
+        pts += [sgn * (p + np.array([-0.13, -0.3])), sgn * (p + np.array([0.13, 0.0]))]
+        pads += [0.0, 0.0]
+    if app["subject"] in FUR:  # tails reach behind the pelvis
+        pts.append(sgn * (sk.joints["pelvis"] + np.array([0.3, -0.2])))
+        pads.append(0.0)
+    P, r = np.array(pts), np.array(pads)
+    return (float((P[:, 0] - r).min()), float((P[:, 0] + r).max()),
+            float((P[:, 1] - r).min()), float((P[:, 1] + r).max()))
 
 
 def _rng(*keys) -> np.random.Generator:
     h = hashlib.sha256("|".join(map(str, keys)).encode()).digest()
     return np.random.default_rng(int.from_bytes(h[:8], "little"))
+
+
+@dataclass
+class Placement:
+    """Where and how one render's character is drawn (supersampled pixels, ``S`` = side).
+
+    A body-frame point ``q`` lands at ``origin + height * rot(q)`` (``rot``: 180 degrees for
+    the handstand), then, if ``mirror``, at ``2 cx - x`` (``shift`` is the whole-pixel
+    shift of the flipped layer). :func:`to_image` applies it; ``render`` and the skeleton's
+    keypoints both go through this one placement.
+    """
+
+    app: dict
+    pose: dict
+    mirror: bool
+    S: int
+    origin: tuple[float, float]
+    height: float
+    ground: float
+    lift: float
+
+    @property
+    def shift(self) -> int:
+        return int(round(2 * self.origin[0] - self.S))
+
+    def to_image(self, q) -> tuple[float, float]:
+        """A body-frame point -> image coordinates in [0, 1] (x right, y down)."""
+        x, y = _Pen(None, self.origin, self.height, 180.0 if self.pose.get("inverted") else 0.0).p(q)
+        if self.mirror:
+            x = self.S - x + self.shift
+        return x / self.S, y / self.S
+
+
+def placement(subject: str, action: str, context: str, seed: int = 0, size: int = 64) -> Placement:
+    """The character, pose and placement of ``render(subject, action, context, seed, size)``."""
+    if subject not in SUBJECTS or action not in ACTIONS or context not in CONTEXTS:
+        raise ValueError(f"unknown subject/action/context: {subject!r}, {action!r}, {context!r}")
+    S = size * SUPERSAMPLE
+    char_rng = _rng("character", seed, subject)
+    place_rng = _rng("place", seed)
+    pose_rng = _rng("pose", seed, subject, action)
+    app = appearance(subject, char_rng)
+    pose = jittered_pose(action, pose_rng)
+    mirror = bool(place_rng.integers(2))
+    # size: the kind's standing height, shrunk where a pose (arms up, a jump) would leave the frame
+    x0, x1, y0, y1 = extent(pose, app)
+    if mirror:
+        x0, x1 = -x1, -x0
+    lift = pose.get("lift", 0.0)
+    room = (1 - 2 * FRAME_MARGIN) * S
+    height = min(float(place_rng.uniform(*FIGURE_HEIGHT)) * app["size"] * S, room / (y1 - y0 + lift), room / (x1 - x0))
+    # the figure's lowest point stands on the ground near the bottom; centred left-right with a little play
+    ground = float(place_rng.uniform(0.94, 0.97)) * S
+    ground = min(ground, S * (1 - FRAME_MARGIN))
+    oy = ground - y1 * height - lift * height
+    oy = max(oy, FRAME_MARGIN * S - (y0 - 0.0) * height)  # never above the top margin
+    centre = float(place_rng.uniform(0.44, 0.56)) * S
+    cx = centre - 0.5 * (x0 + x1) * height
+    cx = min(max(cx, FRAME_MARGIN * S - x0 * height), S * (1 - FRAME_MARGIN) - x1 * height)
+    return Placement(app, pose, mirror, S, (cx, oy), height, ground, lift)
 
 
 def render(subject: str, action: str, context: str, seed: int = 0, size: int = 64) -> Image.Image:
@@ -470,32 +524,18 @@ def render(subject: str, action: str, context: str, seed: int = 0, size: int = 6
     The seed fixes character (colours), scene layout, position, scale and mirroring; the
     pose jitter depends on (seed, action). Same seed, other action -> same character and scene.
     """
-    if subject not in SUBJECTS or action not in ACTIONS or context not in CONTEXTS:
-        raise ValueError(f"unknown subject/action/context: {subject!r}, {action!r}, {context!r}")
-    S = size * SUPERSAMPLE
-    scene_rng = _rng("scene", seed, context)
-    char_rng = _rng("character", seed, subject)
-    place_rng = _rng("place", seed)
-    pose_rng = _rng("pose", seed, subject, action)
-    bg, horizon = draw_background(context, S, scene_rng)
-    app = appearance(subject, char_rng)
-    pose = jittered_pose(action, pose_rng)
-    height = float(place_rng.uniform(0.6, 0.7)) * app["size"] * S
-    mirror = bool(place_rng.integers(2))
-    cx = float(place_rng.uniform(0.36, 0.64)) * S
-    ground = min(0.95, horizon + float(place_rng.uniform(0.22, 0.32))) * S
-    lowest = _lowest(pose)
-    oy = ground - lowest * height - pose.get("lift", 0.0) * height
+    pl = placement(subject, action, context, seed, size)
+    S, (cx, oy), height, ground, lift = pl.S, pl.origin, pl.height, pl.ground, pl.lift
+    bg, horizon = draw_background(context, S, _rng("scene", seed, context))
     layer = Image.new("RGBA", (S, S), (0, 0, 0, 0))
-    if pose.get("lift"):
+    if lift:
         sh = ImageDraw.Draw(layer)
         sh.ellipse([cx - 0.12 * height, ground - 0.025 * height, cx + 0.12 * height, ground + 0.025 * height], fill=(0, 0, 0, 90))
     body = Image.new("RGBA", (S, S), (0, 0, 0, 0))
-    draw_character(body, subject, app, pose, (cx, oy), height)
-    if mirror:
+    draw_character(body, subject, pl.app, pl.pose, (cx, oy), height)
+    if pl.mirror:
         body = body.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        shift = int(round(2 * cx - S))
-        body = body.transform(body.size, Image.Transform.AFFINE, (1, 0, -shift, 0, 1, 0))
+        body = body.transform(body.size, Image.Transform.AFFINE, (1, 0, -pl.shift, 0, 1, 0))
     layer.alpha_composite(body)
     bg = bg.convert("RGBA")
     bg.alpha_composite(layer)

@@ -67,6 +67,8 @@ class TrainConfig:
     vae_steps: int = 1000
     vae_batch: int = 16
     vae_lr: float = 2e-3
+    init_vae: str | None = None  # start the autoencoder from this diffusers VAE folder (fine-tune) instead of random
+    init_unet: str | None = None  # start UNet + text encoder from this pipeline folder (fine-tune) instead of random
     kl_weight: float = 1e-6
     n_data: int = 24000
     decoder_steps: int = 600
@@ -127,12 +129,25 @@ def _spec(cfg: TrainConfig) -> PipelineSpec:
 
 
 # --------------------------------------------------------------------------- stage 1: VAE
+def _vae_weights(folder: str | Path) -> dict:
+    """fp32 weights of a diffusers VAE folder (``.../vae`` or a pipeline folder holding one)."""
+    folder = Path(folder)
+    if (folder / "vae").is_dir():
+        folder = folder / "vae"
+    f = folder / "diffusion_pytorch_model.safetensors"
+    if not f.exists():
+        raise FileNotFoundError(f"--init-vae {folder}: no diffusion_pytorch_model.safetensors there (give a diffusers VAE folder)")
+    return {k: v.float() for k, v in load_file(str(f)).items()}
+
+
 def train_vae(pipe, cfg: TrainConfig, out: Path):
     """Train the autoencoder on fresh renders; saves ``vae.safetensors`` (skipped if present)."""
     path = out / "vae.safetensors"
     if path.exists():
         pipe.vae.load_state_dict(load_file(str(path)))
         return
+    if cfg.init_vae:
+        pipe.vae.load_state_dict(_vae_weights(cfg.init_vae))
     vae = pipe.vae.train()
     device = _model_device(vae)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
@@ -320,6 +335,18 @@ def _load_ckpt(path: Path, named, opt, ema: dict) -> int:
     return step
 
 
+def _load_unet_and_text_encoder(pipe, folder: str | Path):
+    """Copy a pipeline folder's UNet and text-encoder weights (any dtype) into ``pipe`` (same sizes)."""
+    folder = Path(folder)
+    for name, module, file in (("unet", pipe.unet, "diffusion_pytorch_model.safetensors"),
+                               ("text_encoder", pipe.text_encoder, "model.safetensors")):
+        f = folder / name / file
+        if not f.exists():
+            raise FileNotFoundError(f"--init-unet {folder}: no {name}/{file} there (give a diffusers pipeline folder)")
+        dtype = next(module.parameters()).dtype
+        module.load_state_dict({k: v.to(dtype) for k, v in load_file(str(f)).items()})
+
+
 def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
     return tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length,
                      truncation=True, return_tensors="pt").input_ids
@@ -334,11 +361,13 @@ def train_unet(pipe, latents: torch.Tensor, captions: list[str], cfg: TrainConfi
     are drawn on the CPU from (seed, step), whatever the device.
     """
     device = _model_device(pipe.unet)
+    ckpt = out / "unet.ckpt.safetensors"
+    if cfg.init_unet and not (resume and ckpt.exists()):
+        _load_unet_and_text_encoder(pipe, cfg.init_unet)
     named = _trainable(pipe)
     params = [p for _, p in named]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
     ema = {k: p.detach().clone() for k, p in named}
-    ckpt = out / "unet.ckpt.safetensors"
     start = _load_ckpt(ckpt, named, opt, ema) if resume and ckpt.exists() else 0
     if start == 0 and (out / "log.jsonl").exists():
         (out / "log.jsonl").unlink()
