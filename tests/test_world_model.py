@@ -91,3 +91,19 @@ def test_refine_exported_decoder_changes_only_the_decoder(tmp_path):
     assert changed and all(k.startswith(("decoder.", "post_quant_conv.")) for k in changed)
     assert (tmp_path / "log" / "decoder_log.jsonl").read_text().count("\n") == 3
     assert json.loads((model / "actionworld.json").read_text())["decoder_refinements"][0]["steps"] == 3
+
+
+def test_init_from_a_pipeline_folder_starts_from_its_weights(tmp_path):
+    """--init-vae / --init-unet: a run fine-tunes another run's exported pipeline (same sizes)."""
+    from actionbench.world.train import train
+
+    src = train(_tiny_cfg(tmp_path / "src", 2, n_data=16), export_dir=tmp_path / "src-model")
+    vae0 = load_file(str(src / "vae" / "diffusion_pytorch_model.safetensors"))
+    unet0 = load_file(str(src / "unet" / "diffusion_pytorch_model.safetensors"))
+    # no autoencoder steps and one UNet step at learning rate 0: every saved weight is the init's
+    cfg = _tiny_cfg(tmp_path / "ft", 1, n_data=16, vae_steps=0, decoder_steps=0, init_vae=str(src), init_unet=str(src), lr=0.0)
+    train(cfg, export_dir=None)
+    vae1 = load_file(str(tmp_path / "ft" / "vae.safetensors"))
+    ckpt = load_file(str(tmp_path / "ft" / "unet.ckpt.safetensors"))
+    assert vae0.keys() == vae1.keys() and all(torch.equal(vae0[k].float(), vae1[k]) for k in vae0)
+    assert all(torch.equal(unet0[k].float(), ckpt["model.unet." + k]) for k in unet0)
