@@ -84,3 +84,20 @@ def write_benchmark(out: str | Path = BENCH_DIR, size: int = 64) -> Path:
     }
     (out / "world.json").write_text(json.dumps(info, indent=2))
     return out
+
+
+def bench_strip(actionbench_action: str, bench: str | Path = BENCH_DIR, pad: int = 2):
+    """Two rows: the action's exemplars; exemplar 01 and its action-different set (the docs' figure)."""
+    from PIL import Image
+
+    folder = Path(bench) / actionbench_action
+    top = [Image.open(folder / sp["file"]).convert("RGB") for sp in exemplar_specs(actionbench_action)]
+    diff = folder / "action_different" / "01"
+    bottom = [top[0]] + [Image.open(diff / f"{a}.png").convert("RGB") for a in R.ACTIONS if (diff / f"{a}.png").exists()]
+    size = top[0].size[0]
+    cols = max(len(top), len(bottom))
+    sheet = Image.new("RGB", (cols * (size + pad) + pad, 2 * (size + pad) + pad), (255, 255, 255))
+    for r, row in enumerate((top, bottom)):
+        for c, im in enumerate(row):
+            sheet.paste(im, (pad + c * (size + pad), pad + r * (size + pad)))
+    return sheet

@@ -28,6 +28,14 @@ def _bench(args) -> int:
     return 0
 
 
+def _bench_strip(args) -> int:
+    from .benchmark import bench_strip
+
+    bench_strip(args.action).save(args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def _train(args) -> int:
     from .train import TrainConfig, train
 
@@ -129,6 +137,11 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(BENCH_DIR))
     p.add_argument("--size", type=int, default=64)
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser("bench-strip", help="a figure of one action's exemplars and exemplar 01's action-different set")
+    p.add_argument("--action", default="handstand")
+    p.add_argument("--out", default="docs/img/world_bench_handstand.png")
+    p.set_defaults(func=_bench_strip)
 
     p = sub.add_parser("train", help="train the world model from scratch (resumable) and export it")
     p.add_argument("--steps", type=int, default=6000, help="UNet + text-encoder steps")
