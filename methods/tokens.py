@@ -66,12 +66,20 @@ def tokenize(tokenizer, prompts: list[str], device=None) -> torch.Tensor:
     return ids.to(device) if device is not None else ids
 
 
+def require_placeholder(ids: torch.Tensor, placeholder_id: int) -> None:
+    """Every prompt (row of ``ids``) must contain the placeholder. Not checked on the ``meta``
+    device, where tensors have shapes but no values (``actionbench speed`` counts there)."""
+    if ids.is_meta:
+        return
+    if not (ids == placeholder_id).any(dim=1).all():
+        raise ActionBenchError("every prompt must contain the learned token (write '{}' where the action goes)")
+
+
 def encode(text_encoder, ids: torch.Tensor, placeholder_id: int | None = None, vectors: torch.Tensor | None = None):
     """Encode token ids -> (B, 77, d) hidden states, splicing ``vectors`` (B, d) if given."""
     if vectors is None:
         return text_encoder(ids)[0]
-    if not (ids == placeholder_id).any(dim=1).all():
-        raise ActionBenchError("every prompt must contain the learned token (write '{}' where the action goes)")
+    require_placeholder(ids, placeholder_id)
     with spliced(text_encoder, placeholder_id, vectors):
         return text_encoder(ids)[0]
 
@@ -176,8 +184,7 @@ class TextEncoders:
             if part is None:
                 out = te(row, output_hidden_states=True)
             else:
-                if not (row == placeholder[e]).any(dim=1).all():
-                    raise ActionBenchError("every prompt must contain the learned token (write '{}' where the action goes)")
+                require_placeholder(row, placeholder[e])
                 with spliced(te, placeholder[e], part):
                     out = te(row, output_hidden_states=True)
             hidden.append(out.hidden_states[-2])

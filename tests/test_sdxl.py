@@ -308,23 +308,23 @@ def test_sd21_file_is_refused_on_sdxl_with_the_reason(base, action, sdxl_ti, tmp
 
 
 def test_documented_sdxl_sizes():
-    """The counts docs/models.md gives for SDXL base 1.0, from its real UNet config (built on the meta device)."""
+    """The counts docs/models.md gives for SDXL base 1.0, from its real UNet config (built on the meta device).
+
+    The config is the one `actionbench speed --model sdxl-base` builds (evaluate/configs/sdxl-base.json):
+    one copy of SDXL's published architecture in the repository.
+    """
     from pathlib import Path
 
     from diffusers import UNet2DConditionModel
 
+    from evaluate.speed import load_arch
     from methods.custom_diffusion import key_value_names
     from methods.weights import LORA_TARGETS
 
+    config = {k: v for k, v in load_arch("sdxl")["unet"].items() if not k.startswith("_")}
+    assert config["transformer_layers_per_block"] == [1, 2, 10] and config["cross_attention_dim"] == 2048
     with torch.device("meta"):
-        unet = UNet2DConditionModel(
-            sample_size=128, block_out_channels=(320, 640, 1280), layers_per_block=2,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-            transformer_layers_per_block=(1, 2, 10), cross_attention_dim=2048, attention_head_dim=(5, 10, 20),
-            use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
-            projection_class_embeddings_input_dim=2816,
-        )
+        unet = UNet2DConditionModel.from_config(config)
     layers = len(cross_attention_layers(unet))
     assert layers == expected_layers(unet) == 70
     kv = sum(unet.get_parameter(n).numel() for n in key_value_names(unet))

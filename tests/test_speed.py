@@ -126,6 +126,47 @@ def test_full_size_configs_match_the_issue_floor_counts():
     assert sd15["text_encoder_params_m"] == pytest.approx(123.1, abs=0.1)
 
 
+def test_sdxl_counts_run_and_are_consistent():
+    """`actionbench speed` on the tiny SDXL pipeline (two text encoders, pooled embedding, 11
+    cross-attention layers), counted on the meta device, with and without checkpointing."""
+    from methods.layerwise import cross_attention_layers
+
+    # (`floor`, ADI's batch-3 floor, is `floor-ti`'s code at batch 3; left out to keep the test short)
+    result = speed.run_speed("tiny-sdxl", "cpu", checkpointing=(False, True), variants=["adi", "ti", "floor-ti"],
+                             iters=0, log=lambda *a: None)
+    assert result["resolution"] == 32
+    layers = len(cross_attention_layers(speed.build(speed.load_arch("tiny-sdxl"), "meta").unet))
+    assert layers == result["floor_counts"]["cross_attention_layers"] == 11  # from the model, not SD's 16
+    rows = {(r["setting"], r["variant"]): r for r in result["rows"]}
+    for ckpt in ("fp32", "fp32+ckpt"):
+        adi, ti, floor_ti = (rows[ckpt, v] for v in ("adi", "ti", "floor-ti"))
+        assert (adi["batch"], ti["batch"], floor_ti["batch"]) == (3, 2, 2)
+        assert adi["gflop"] > ti["gflop"] >= floor_ti["gflop"]
+        assert ti["gflop_x_floor"] == pytest.approx(ti["gflop"] / floor_ti["gflop"])
+        # trained tensors with AdamW state (fp32: value, gradient, two moments): one identifier per
+        # cross-attention layer for ADI, one for TI, each 32 + 48 wide; nothing for the floor
+        assert adi["optimizer_gb"] * 2**30 == 4 * 4 * layers * 80 and ti["optimizer_gb"] * 2**30 == 4 * 4 * 80
+        assert floor_ti["optimizer_gb"] == 0
+        assert adi["fits_24gb"] and adi["est_peak_gb"] == pytest.approx(adi["weights_gb"] + adi["saved_gb"] + adi["optimizer_gb"])
+    for v in ("adi", "ti", "floor-ti"):
+        plain, ckpt = rows["fp32", v], rows["fp32+ckpt", v]
+        assert ckpt["saved_gb"] < plain["saved_gb"]  # checkpointing trades activations ...
+        assert ckpt["gflop"] > plain["gflop"]  # ... for a second UNet forward
+    table = speed.format_table(result)
+    assert "x11 variants" in table and "fits a 24 GB card" in table
+
+
+def test_sdxl_base_config_is_sdxls_published_architecture():
+    """`--model sdxl-base` (or the registry's name `sdxl`, or its hub id) builds SDXL base 1.0 at 1024 px."""
+    arch = speed.load_arch("sdxl")
+    assert arch["name"] == "sdxl-base" and speed.load_arch("stabilityai/stable-diffusion-xl-base-1.0")["name"] == "sdxl-base"
+    pipe = speed.build(arch, "meta", torch.bfloat16)
+    assert type(pipe).__name__ == "StableDiffusionXLPipeline" and speed.resolution(pipe) == 1024
+    params = [sum(p.numel() for p in m.parameters()) for m in (pipe.unet, *speed.text_encoder_modules(pipe))]
+    assert params == [2_567_463_684, 123_060_480, 694_659_840]  # UNet, CLIP ViT-L text, OpenCLIP bigG text + projection
+    assert speed.weights_gb(pipe) == pytest.approx(sum(params) * 2 / 2**30)
+
+
 def test_speed_command_writes_a_table_and_json(tmp_path, capsys):
     from actionbench.cli import main
 

@@ -11,7 +11,7 @@ import torch
 from evaluate.speed.counts import floor_counts
 from evaluate.speed.end_to_end import end_to_end
 from evaluate.speed.models import PRECISIONS, Setting, arch_names, build, load_arch, resolution
-from evaluate.speed.report import format_table, machine, merge_counts
+from evaluate.speed.report import annotate, format_table, machine, merge_counts
 from evaluate.speed.steps import VARIANTS
 from evaluate.speed.timing import measure
 
@@ -35,6 +35,7 @@ def run_speed(model: str = "tiny", device: str = "cpu", precisions=("fp32",), ch
             partial_out.write_text(json.dumps({**result, "rows": rows, "partial": True}, indent=1))
 
     result["rows"] = measure(arch, device, settings, list(variants), iters, warmup, count, log, on_rows=save_partial)
+    annotate(result["rows"])
     result["end_to_end"] = []
     if e2e and iters > 0:
         for setting in settings:
@@ -76,6 +77,7 @@ def cmd_speed(args) -> None:
                        partial_out=out.with_suffix(".partial.json"))
     if counts_from is not None:
         merge_counts(result, json.loads(counts_from.read_text()))
+        annotate(result["rows"])
     result["command"] = " ".join(["actionbench", *sys.argv[1:]]) if sys.argv[0].endswith(("actionbench", "__main__.py")) else None
     print(format_table(result))
     out.parent.mkdir(parents=True, exist_ok=True)

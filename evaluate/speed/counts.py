@@ -8,7 +8,7 @@ from typing import Callable
 
 import torch
 
-from evaluate.speed.models import PRECISIONS, build
+from evaluate.speed.models import PRECISIONS, build, text_encoder_modules
 
 
 class Count(torch.utils._python_dispatch.TorchDispatchMode):
@@ -37,25 +37,6 @@ class Count(torch.utils._python_dispatch.TorchDispatchMode):
     @property
     def total(self) -> int:
         return sum(self.by_op.values())
-
-
-@contextmanager
-def _unchecked_encode():
-    """``methods.tokens.encode`` without its placeholder check, which reads values (none on meta)."""
-    from methods import token_method
-    from methods.tokens import spliced
-
-    def encode(text_encoder, ids, placeholder_id=None, vectors=None):
-        if vectors is None:
-            return text_encoder(ids)[0]
-        with spliced(text_encoder, placeholder_id, vectors):
-            return text_encoder(ids)[0]
-
-    original, token_method.encode = token_method.encode, encode
-    try:
-        yield
-    finally:
-        token_method.encode = original
 
 
 @contextmanager
@@ -95,58 +76,90 @@ class _Held:
         self.storage = tensor.untyped_storage()
 
 
-def count_step(step: Callable[[], None]) -> dict:
+def count_step(step: Callable[[], None], frozen=()) -> dict:
     """FLOPs of one step, and the peak bytes of tensors autograd holds for backwards (distinct storages).
 
     Saved tensors are tracked until autograd lets them go, so three passes one after the
-    other count one pass's activations, as a GPU's allocator would see them.
+    other count one pass's activations, as a GPU's allocator would see them. Tensors that
+    share storage with ``frozen`` (the model's weights, which a linear layer's backward holds
+    on to) are memory the weights already take: counted apart (``saved_weights_gb``), not as
+    activations (``saved_gb``).
     """
     import weakref
 
-    holders: Counter = Counter()  # storage id -> how many saved tensors use it
-    live, peak = [0], [0]
+    weights = {t.untyped_storage()._cdata for t in frozen}
+    holders: Counter = Counter()  # storage (its C++ address, stable for views and across wrappers) -> saved tensors using it
+    live, peak = {True: 0, False: 0}, {True: 0, False: 0}  # by "is a weight"
 
-    def release(key, nbytes):
+    def release(key, nbytes, weight):
         holders[key] -= 1
         if holders[key] == 0:
             del holders[key]
-            live[0] -= nbytes
+            live[weight] -= nbytes
 
     def pack(t):
         held = _Held(t)
-        key, nbytes = id(held.storage), held.storage.nbytes()
+        key, nbytes = held.storage._cdata, held.storage.nbytes()
+        weight = key in weights
         if holders[key] == 0:
-            live[0] += nbytes
-            peak[0] = max(peak[0], live[0])
+            live[weight] += nbytes
+            peak[weight] = max(peak[weight], live[weight])
         holders[key] += 1
-        weakref.finalize(held, release, key, nbytes)
+        weakref.finalize(held, release, key, nbytes, weight)
         return held
 
-    with _unchecked_encode(), _fused_attention(), Count() as c, torch.autograd.graph.saved_tensors_hooks(pack, lambda h: h.tensor):
+    with _fused_attention(), Count() as c, torch.autograd.graph.saved_tensors_hooks(pack, lambda h: h.tensor):
         step()
     attention = sum(v for k, v in c.by_op.items() if _is_attention(k))
-    return {"gflop": c.total / 1e9, "gflop_without_attention": (c.total - attention) / 1e9, "saved_gb": peak[0] / 2**30}
+    return {"gflop": c.total / 1e9, "gflop_without_attention": (c.total - attention) / 1e9, "saved_gb": peak[False] / 2**30,
+            "saved_weights_gb": peak[True] / 2**30}
+
+
+def frozen_weights(pipe) -> list:
+    """The weights a training step reads (UNet and text encoders)."""
+    return [p for m in (pipe.unet, *text_encoder_modules(pipe)) for p in m.parameters()]
 
 
 def weights_gb(pipe) -> float:
-    return sum(p.numel() * p.element_size() for m in (pipe.unet, pipe.text_encoder) for p in m.parameters()) / 2**30
+    """The frozen weights a step needs on the device: UNet and text encoder(s) (the VAE is not:
+    exemplar latents are cached)."""
+    return sum(p.numel() * p.element_size() for p in frozen_weights(pipe)) / 2**30
+
+
+def optimizer_gb(trainable) -> float:
+    """The trained tensors' memory: each fp32 tensor, its gradient and AdamW's two moments."""
+    return sum(4 * t.numel() * t.element_size() for t in trainable) / 2**30
 
 
 def floor_counts(arch: dict, precision: str = "bf16") -> dict:
-    """The issue's reference counts on the meta device: UNet forward at batch 1, text encoder over 16 variants."""
+    """The reference counts on the meta device: UNet forward at batch 1 (SDXL: with its pooled
+    embedding and time ids), text encoder(s) over the L layer-wise prompt variants (L counted
+    from the model: 16 on SD 1.x/2.x, 70 on SDXL base)."""
+    from methods.diffusion import native_resolution, predict
+    from methods.layerwise import cross_attention_layers
+
     pipe = build(arch, "meta", PRECISIONS[precision])
-    unet, te = pipe.unet, pipe.text_encoder
-    c, s, d = unet.config.in_channels, unet.config.sample_size, te.config.hidden_size
+    unet, encoders = pipe.unet, text_encoder_modules(pipe)
+    layers = len(cross_attention_layers(unet))
+    c, s, d = unet.config.in_channels, unet.config.sample_size, unet.config.cross_attention_dim
+    pooled = torch.zeros(1, encoders[-1].config.projection_dim, device="meta", dtype=unet.dtype) if len(encoders) > 1 else None
     with _fused_attention(), Count() as cu, torch.no_grad():
-        unet(torch.zeros(1, c, s, s, device="meta", dtype=unet.dtype), torch.tensor([500], device="meta"), torch.zeros(1, 77, d, device="meta", dtype=unet.dtype))
+        predict(unet, torch.zeros(1, c, s, s, device="meta", dtype=unet.dtype), torch.tensor([500], device="meta"),
+                torch.zeros(1, 77, d, device="meta", dtype=unet.dtype), pooled, native_resolution(pipe))
     with _fused_attention(), Count() as ct, torch.no_grad():
-        te(torch.zeros(16, 77, dtype=torch.long, device="meta"))
+        for te in encoders:
+            te(torch.zeros(layers, 77, dtype=torch.long, device="meta"), output_hidden_states=len(encoders) > 1)
     attn = sum(v for k, v in cu.by_op.items() if _is_attention(k))
-    return {
+    params = [sum(p.numel() for p in te.parameters()) / 1e6 for te in encoders]
+    out = {
+        "cross_attention_layers": layers,
         "unet_forward_b1_gflop": cu.total / 1e9,
         "unet_forward_b1_gflop_without_attention": (cu.total - attn) / 1e9,
-        "text_encoder_16_variants_gflop": ct.total / 1e9,
+        "text_encoder_layer_variants_gflop": ct.total / 1e9,
         "unet_params_m": sum(p.numel() for p in unet.parameters()) / 1e6,
-        "text_encoder_params_m": sum(p.numel() for p in te.parameters()) / 1e6,
+        "text_encoder_params_m": sum(params),
+        "text_encoders_params_m": params,
     }
-
+    if layers == 16:  # the name earlier results (and the issue) use
+        out["text_encoder_16_variants_gflop"] = out["text_encoder_layer_variants_gflop"]
+    return out

@@ -8,7 +8,7 @@ from typing import Callable
 
 import torch
 
-from evaluate.speed.counts import count_step, weights_gb
+from evaluate.speed.counts import count_step, frozen_weights, optimizer_gb, weights_gb
 from evaluate.speed.models import Setting, _prepare
 from evaluate.speed.steps import make_step
 
@@ -48,8 +48,9 @@ def measure(arch: dict, device: str, settings: list[Setting], variants: list[str
         if count:
             meta = _prepare(arch, "meta", setting)
             for v in variants:
-                counts[v] = count_step(make_step(meta, v))
-                counts[v]["weights_gb"] = weights_gb(meta)
+                step = make_step(meta, v)
+                counts[v] = {"batch": step.batch, **count_step(step, frozen_weights(meta)), "weights_gb": weights_gb(meta),
+                             "optimizer_gb": optimizer_gb(step.trainable)}
             del meta
         if iters == 0:
             rows += [{"variant": v, "setting": setting.label, **counts.get(v, {})} for v in variants]
