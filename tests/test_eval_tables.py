@@ -9,7 +9,7 @@ import pytest
 
 from annotate_app.store import RatingStore, read_ratings
 from evaluate.manifest import append_jsonl, manifest_shard, verdict_shard
-from evaluate.tables import (accuracy_table, agreement_table, build_tables, cohen_kappa, format_tables, human_scores,
+from evaluate.tables import (accuracy_table, build_tables, cohen_kappa, format_tables, human_scores,
                              summary, to_markdown, wilson)
 
 

@@ -146,7 +146,7 @@ def end_to_end(arch: dict, device: str, setting: Setting, adi_steps: dict, iters
 
     db = time_step(db_step, dev, warmup=1, iters=max(1, iters))
     log(f"  {setting.label:10s} dreambooth step {db['median_s'] * 1e3:.1f} ms")
-    del unet, opt
+    unet = opt = None  # free the copy before the estimate (a del would unbind names db_step closes over)
     times = {"dreambooth_step_s": db["median_s"], "lora_step_s": lora_step, "lora_fixed_s": lora_fixed,
              "generation_per_exemplar_s": generate, "adi_steps": adi_steps}
     est = estimate(times, PAPER, suite)
