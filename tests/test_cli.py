@@ -30,6 +30,8 @@ def other_model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def learned(model_dir, tmp_path_factory):
+    if not ACTIONBENCH.exists():
+        pytest.skip(f"ActionBench not found at {ACTIONBENCH}")
     out = tmp_path_factory.mktemp("learned") / "handstand.safetensors"
     r = run("learn", ACTIONBENCH / "handstand", "--out", out, "--model", model_dir, "--steps", 2,
             "--action-different-steps", 1, "--config", _ad_config(out.parent))
