@@ -60,9 +60,17 @@ class PipelineSpec:
         return self.image_size // 2 ** (len(self.vae_channels) - 1)
 
 
+def ddim_scheduler(prediction_type: str = "epsilon"):
+    """Stable Diffusion's DDIM scheduler (scaled-linear betas 0.00085-0.012), as every built pipeline uses."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                         set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type)
+
+
 def build_pipeline(spec: PipelineSpec | None = None, seed: int = 0):
     """A randomly initialised ``StableDiffusionPipeline`` with the real CLIP tokenizer."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from .tokenizer import VOCAB_SIZE, clip_tokenizer
@@ -113,15 +121,7 @@ def build_pipeline(spec: PipelineSpec | None = None, seed: int = 0):
         )
     )
     tokenizer = clip_tokenizer(pad_token="!" if sd2 else "<|endoftext|>")
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        prediction_type=spec.prediction_type,
-    )
+    scheduler = ddim_scheduler(spec.prediction_type)
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,

@@ -99,7 +99,9 @@ def build_sdxl_unet(spec: SDXLPipelineSpec):
 
 def build_sdxl_pipeline(spec: SDXLPipelineSpec | None = None, seed: int = 0):
     """A randomly initialised ``StableDiffusionXLPipeline`` with the real CLIP tokenizers."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionXLPipeline
+    from diffusers import AutoencoderKL, StableDiffusionXLPipeline
+
+    from .models import ddim_scheduler  # here, not at the top: models imports this module
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     from .tokenizer import clip_tokenizer
@@ -122,15 +124,7 @@ def build_sdxl_pipeline(spec: SDXLPipelineSpec | None = None, seed: int = 0):
     # text_encoder: CLIP ViT-L (quick_gelu, pads with <|endoftext|>); text_encoder_2: bigG (gelu, pads with "!").
     text_encoder = CLIPTextModel(_text_config(spec.text_width, spec, "quick_gelu", 49407))
     text_encoder_2 = CLIPTextModelWithProjection(_text_config(spec.text_width_2, spec, "gelu", 0, spec.projection_dim))
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        prediction_type=spec.prediction_type,
-    )
+    scheduler = ddim_scheduler(spec.prediction_type)
     pipe = StableDiffusionXLPipeline(
         vae=vae,
         text_encoder=text_encoder,

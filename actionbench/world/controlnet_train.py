@@ -44,7 +44,7 @@ from safetensors.torch import load_file
 from ..models import WORLD_CONTROLNET_DIR, load_pipeline
 from . import render as R
 from .skeleton import render_skeleton
-from .train import _as_uint8, _atomic_save, _load_ckpt, _log, _model_device, _save_ckpt, _uint8_to_tensor, random_renders, tokenize
+from .train import _as_uint8, _atomic_save, _load_ckpt, _log, _model_device, _save_ckpt, _uint8_to_tensor, random_renders, start_run, tokenize
 
 CKPT = "controlnet.ckpt.safetensors"
 DATA = "controlnet_data.safetensors"
@@ -224,21 +224,7 @@ def train_controlnet(cfg: ControlNetTrainConfig, resume: bool = False, export_di
     """
     from methods.learned import model_fingerprint
 
-    torch.set_num_threads(cfg.threads)
-    if str(device).startswith("cuda"):
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg_path = out / "config.json"
-    if resume and cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
-        old["steps"] = cfg.steps  # a resumed run may be extended
-        cfg = ControlNetTrainConfig(**old)
-    elif not resume:
-        for name in (CKPT, DATA, CAPTIONS, "log.jsonl"):
-            (out / name).unlink(missing_ok=True)
-    cfg_path.write_text(json.dumps(asdict(cfg), indent=1))
+    cfg, out = start_run(cfg, resume, device, (CKPT, DATA, CAPTIONS, "log.jsonl"))
     if pipe is None:
         pipe = load_pipeline(cfg.model)
     pipe = pipe.to(device=device, dtype=torch.float32)

@@ -459,13 +459,10 @@ def pipeline_from_checkpoint(out: str | Path, use_ema: bool = True):
     return pipe, step, cfg
 
 
-def train(cfg: TrainConfig, resume: bool = False, export_dir: str | Path | None = WORLD_MODEL_DIR, stop_at: int | None = None,
-          device: str = "cpu", time_budget_s: float | None = None, workers: int = 1):
-    """Run (or resume) all stages on ``device``, then export. Returns the export folder (or None).
-
-    ``device``, ``time_budget_s`` and ``workers`` change where and how long, not what is
-    trained: they are not part of the saved config.
-    """
+def start_run(cfg, resume: bool, device, outputs: tuple[str, ...]):
+    """Threads and TF32 for ``device``, the run folder, and the run's config: on ``resume`` the
+    saved one (its ``steps`` may be extended), else ``cfg`` with the old ``outputs`` removed.
+    Returns (config, folder); the config is written to ``config.json``."""
     torch.set_num_threads(cfg.threads)
     if str(device).startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -476,12 +473,23 @@ def train(cfg: TrainConfig, resume: bool = False, export_dir: str | Path | None 
     if resume and cfg_path.exists():
         old = json.loads(cfg_path.read_text())
         old["steps"] = cfg.steps  # a resumed run may be extended
-        cfg = TrainConfig(**old)
+        cfg = type(cfg)(**old)
     elif not resume:
-        for name in ("vae.safetensors", "latents.safetensors", "captions.json", "unet.ckpt.safetensors", "vae_log.jsonl",
-                     "vae_decoder.safetensors", "decoder_log.jsonl"):
+        for name in outputs:
             (out / name).unlink(missing_ok=True)
     cfg_path.write_text(json.dumps(asdict(cfg), indent=1))
+    return cfg, out
+
+
+def train(cfg: TrainConfig, resume: bool = False, export_dir: str | Path | None = WORLD_MODEL_DIR, stop_at: int | None = None,
+          device: str = "cpu", time_budget_s: float | None = None, workers: int = 1):
+    """Run (or resume) all stages on ``device``, then export. Returns the export folder (or None).
+
+    ``device``, ``time_budget_s`` and ``workers`` change where and how long, not what is
+    trained: they are not part of the saved config.
+    """
+    cfg, out = start_run(cfg, resume, device, ("vae.safetensors", "latents.safetensors", "captions.json", "unet.ckpt.safetensors",
+                                             "vae_log.jsonl", "vae_decoder.safetensors", "decoder_log.jsonl"))
     torch.manual_seed(cfg.seed)
     pipe = build_pipeline(_spec(cfg), seed=cfg.seed).to(device)
     train_vae(pipe, cfg, out)
