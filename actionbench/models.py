@@ -68,9 +68,19 @@ def ddim_scheduler(prediction_type: str = "epsilon"):
                          set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type)
 
 
+def small_vae(spec, **config):
+    """A randomly initialised ``AutoencoderKL`` of ``spec``'s sizes (SD's block layout, one layer per block)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * len(spec.vae_channels),
+                         up_block_types=("UpDecoderBlock2D",) * len(spec.vae_channels),
+                         block_out_channels=tuple(spec.vae_channels), latent_channels=spec.latent_channels,
+                         norm_num_groups=spec.norm_groups, layers_per_block=1, sample_size=spec.image_size, **config)
+
+
 def build_pipeline(spec: PipelineSpec | None = None, seed: int = 0):
     """A randomly initialised ``StableDiffusionPipeline`` with the real CLIP tokenizer."""
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from .tokenizer import VOCAB_SIZE, clip_tokenizer
@@ -95,17 +105,7 @@ def build_pipeline(spec: PipelineSpec | None = None, seed: int = 0):
         use_linear_projection=sd2,
         **spec.extra,
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * len(spec.vae_channels),
-        up_block_types=("UpDecoderBlock2D",) * len(spec.vae_channels),
-        block_out_channels=tuple(spec.vae_channels),
-        latent_channels=spec.latent_channels,
-        norm_num_groups=spec.norm_groups,
-        layers_per_block=1,
-        sample_size=spec.image_size,
-    )
+    vae = small_vae(spec)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
             vocab_size=VOCAB_SIZE,

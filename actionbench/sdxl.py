@@ -99,9 +99,9 @@ def build_sdxl_unet(spec: SDXLPipelineSpec):
 
 def build_sdxl_pipeline(spec: SDXLPipelineSpec | None = None, seed: int = 0):
     """A randomly initialised ``StableDiffusionXLPipeline`` with the real CLIP tokenizers."""
-    from diffusers import AutoencoderKL, StableDiffusionXLPipeline
+    from diffusers import StableDiffusionXLPipeline
 
-    from .models import ddim_scheduler  # here, not at the top: models imports this module
+    from .models import ddim_scheduler, small_vae  # here, not at the top: models imports this module
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     from .tokenizer import clip_tokenizer
@@ -109,18 +109,7 @@ def build_sdxl_pipeline(spec: SDXLPipelineSpec | None = None, seed: int = 0):
     spec = spec or SDXLPipelineSpec()
     torch.manual_seed(seed)
     unet = build_sdxl_unet(spec)
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * len(spec.vae_channels),
-        up_block_types=("UpDecoderBlock2D",) * len(spec.vae_channels),
-        block_out_channels=tuple(spec.vae_channels),
-        latent_channels=spec.latent_channels,
-        norm_num_groups=spec.norm_groups,
-        layers_per_block=1,
-        sample_size=spec.image_size,
-        scaling_factor=0.13025,  # SDXL's VAE
-    )
+    vae = small_vae(spec, scaling_factor=0.13025)  # SDXL's VAE scale
     # text_encoder: CLIP ViT-L (quick_gelu, pads with <|endoftext|>); text_encoder_2: bigG (gelu, pads with "!").
     text_encoder = CLIPTextModel(_text_config(spec.text_width, spec, "quick_gelu", 49407))
     text_encoder_2 = CLIPTextModelWithProjection(_text_config(spec.text_width_2, spec, "gelu", 0, spec.projection_dim))
