@@ -45,6 +45,13 @@ class DemoSettings:
     learn_seeds: tuple[int, ...] = (0,)  # one learned identifier per seed
     model: str = "world"
     device: str = "cpu"
+    # (ours) equal budget in exemplar images seen: each learner runs ceil(images_seen / its
+    # batch_size) steps instead of ``steps`` (ADI's batch counts triples: one exemplar anchor each)
+    images_seen: int | None = None
+
+
+# settings that must match for ``--resume`` to add to an earlier report
+RESUME_KEYS = ("steps", "lr", "n", "sample_steps", "guidance", "seed", "model", "images_seen")
 
 
 def world_subjects() -> list[tuple[str, str]]:
@@ -118,7 +125,17 @@ def demo_config(spec: str, s: DemoSettings, learn_seed: int | None = None):
     if "class_prompt" in fields:
         overrides["class_prompt"] = WORLD_CLASS_PROMPT
     overrides.update(options)
-    return name, cls.Config().with_overrides(**overrides)
+    config = cls.Config().with_overrides(**overrides)
+    if s.images_seen and "steps" in fields and "steps" not in options:
+        config = config.with_overrides(steps=budget_steps(s.images_seen, config.batch_size))
+    return name, config
+
+
+def budget_steps(images_seen: int, batch_size: int) -> int:
+    """Steps that show a learner ``images_seen`` exemplar images at ``batch_size`` per step (rounded up)."""
+    if images_seen < 1 or batch_size < 1:
+        raise ActionBenchError(f"--images-seen and batch_size must be >= 1 (got {images_seen}, {batch_size})")
+    return -(-images_seen // batch_size)
 
 
 def learn_for_demo(pipe, action_set, method: str, s: DemoSettings, work_dir: Path, learn_seed: int | None = None):
@@ -127,7 +144,7 @@ def learn_for_demo(pipe, action_set, method: str, s: DemoSettings, work_dir: Pat
 
     name, config = demo_config(method, s, learn_seed)
     tag = "" if learn_seed in (None, 0) else f"-seed{learn_seed}"
-    out = work_dir / f"{action_set.name}-{method.replace(':', '_').replace('=', '-')}{tag}.safetensors"
+    out = work_dir / f"{action_set.name}-{_method_tag(method)}{tag}.safetensors"
     return methods.learn(pipe, action_set, name, config, out=out, work_dir=work_dir, progress=True)
 
 
@@ -148,41 +165,87 @@ def grid(images_by_method: dict[str, list[Image.Image]], n: int, subjects: list[
     return sheet
 
 
-def run_demo(s: DemoSettings, out: Path) -> dict:
-    """Learn, generate, judge; write grids and ``demo.json`` under ``out``; return the report."""
+def run_demo(s: DemoSettings, out: Path, resume: bool = False) -> dict:
+    """Learn, generate, judge; write grids, each run's images and ``demo.json`` under ``out``;
+    return the report. ``resume`` keeps an earlier ``demo.json`` made with the same settings
+    (:data:`RESUME_KEYS`) and skips every (action, method, learning seed) it already holds."""
     from .bench import load_action
     from .models import load_pipeline
     from .world.benchmark import BENCH_DIR
 
-
     torch.manual_seed(s.seed)
     out.mkdir(parents=True, exist_ok=True)
     bench_meta = json.loads((BENCH_DIR / "world.json").read_text())["actions"]
-    report = {"settings": dict(s.__dict__), "results": {}, "seconds": {},
-              "unnamed_actions": [a for a, m in bench_meta.items() if m["unnamed_in_training"]]}
-    t_start = time.perf_counter()
     for action in s.actions:
         if action not in bench_meta:
             raise ActionBenchError(f"unknown world action {action!r}; one of {', '.join(bench_meta)}")
+    report = {"settings": dict(s.__dict__), "results": {}, "seconds": {}, "steps": {},
+              "unnamed_actions": [a for a, m in bench_meta.items() if m["unnamed_in_training"]]}
+    if resume:
+        report = _resumed_report(out / "demo.json", s, report)
+    t_start = time.perf_counter()
+    for action in s.actions:
         action_set = load_action(BENCH_DIR / action)
         world_action = bench_meta[action]["world_action"]
         images_by_method = {}
         for method in s.methods:
             for ls in s.learn_seeds:
+                key = f"{action}/{method}/seed{ls}"
+                run_dir = out / "images" / action / _method_tag(method) / f"seed{ls}"
+                if ls in report["results"].get(action, {}).get(method, {}).get("seeds", []):
+                    if ls == s.learn_seeds[0]:
+                        images_by_method[method] = _load_images(run_dir)
+                    print(f"{action:10s} {method:18s} seed {ls}: in {out / 'demo.json'} already (--resume)")
+                    continue
                 t0 = time.perf_counter()
                 pipe = load_pipeline(s.model, s.device)  # fresh: methods change the pipeline they are applied to
                 learned = learn_for_demo(pipe, action_set, method, s, out / "learned", ls)
                 scores, images = judge_learned(load_pipeline(s.model, s.device), learned, world_action, s)
+                _save_images(images, run_dir)
                 _add_seed(report["results"].setdefault(action, {}), method, ls, scores)
-                report["seconds"][f"{action}/{method}/seed{ls}"] = round(time.perf_counter() - t0, 1)
+                report["seconds"][key] = round(time.perf_counter() - t0, 1)
+                report["steps"][method] = demo_config(method, s)[1].to_dict().get("steps")
                 if ls == s.learn_seeds[0]:
                     images_by_method[method] = images
                 print(f"{action:10s} {method:18s} seed {ls}: action {scores['action']:.0%}  subject {scores['subject']:.0%}  total {scores['total']:.0%}")
                 _write_report(report, out)  # after every learned identifier: nothing lost if a long run stops
-        grid(images_by_method, s.n, [k for k, _ in world_subjects()]).save(out / f"{action}_grid.png")
-    report["seconds"]["total"] = round(time.perf_counter() - t_start, 1)
+        if all(images_by_method.values()):
+            grid(images_by_method, s.n, [k for k, _ in world_subjects()]).save(out / f"{action}_grid.png")
+    report["seconds"]["total"] = round(sum(v for k, v in report["seconds"].items() if k != "total"), 1)
+    report["seconds"]["this_run"] = round(time.perf_counter() - t_start, 1)
     _write_report(report, out)
     return report
+
+
+def _method_tag(method: str) -> str:
+    return method.replace(":", "_").replace("=", "-")
+
+
+def _save_images(images, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, im in enumerate(images):
+        im.save(folder / f"{k:03d}.png")
+
+
+def _load_images(folder: Path) -> list:
+    """A resumed run's saved images (an empty list when an older report kept none: no grid then)."""
+    return [Image.open(f).convert("RGB") for f in sorted(folder.glob("*.png"))] if folder.is_dir() else []
+
+
+def _resumed_report(path: Path, s: DemoSettings, fresh: dict) -> dict:
+    """The report at ``path`` to add to, if its settings match ``s`` on :data:`RESUME_KEYS`."""
+    if not path.exists():
+        return fresh
+    old = json.loads(path.read_text())
+    diff = {k: (old["settings"].get(k), getattr(s, k)) for k in RESUME_KEYS if old["settings"].get(k) != getattr(s, k)}
+    if diff:
+        what = ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
+        raise ActionBenchError(f"--resume: {path} was made with other settings ({what}); give the same settings or another --out")
+    merged = dict(old["settings"])
+    for k in ("actions", "methods", "learn_seeds"):
+        merged[k] = list(dict.fromkeys(list(old["settings"].get(k, [])) + list(getattr(s, k))))
+    old["seconds"].pop("this_run", None)
+    return {**fresh, **old, "settings": merged, "steps": old.get("steps", {})}
 
 
 def _add_seed(by_method: dict, method: str, seed: int, scores: dict) -> None:
@@ -315,10 +378,10 @@ def cmd_demo(args) -> None:
     actions = tuple(sorted(p.name for p in BENCH_DIR.iterdir() if p.is_dir())) if args.actions == "all" else tuple(args.actions.split(","))
     s = DemoSettings(actions=actions, methods=tuple(args.methods.split(",")), steps=args.steps, lr=args.lr,
                      n=args.n, sample_steps=args.sample_steps, seed=args.seed, device=args.device,
-                     learn_seeds=_seeds(args.learn_seeds) if args.learn_seeds else (args.seed,))
+                     learn_seeds=_seeds(args.learn_seeds) if args.learn_seeds else (args.seed,), images_seen=args.images_seen)
     for spec in s.methods:  # fail before any learning on a bad method spec or option
         demo_config(spec, s)
-    report = run_demo(s, Path(args.out))
+    report = run_demo(s, Path(args.out), resume=args.resume)
     write_tables(report, Path(args.out))
     if args.json:
         print(json.dumps(report, indent=1))
@@ -327,7 +390,8 @@ def cmd_demo(args) -> None:
         if len(report["results"]) > 1:
             print("\nMean over actions:\n" + summary_table(report))
         print(_compare_section(report))
-        print(f"grids and demo.json in {args.out} ({report['seconds']['total']:.0f} s)")
+        print(f"grids, images and demo.json in {args.out} ({report['seconds']['this_run']:.0f} s this run, "
+              f"{report['seconds']['total']:.0f} s of learning and judging in all)")
 
 
 def add_parser(sub) -> None:
@@ -343,7 +407,12 @@ def add_parser(sub) -> None:
     p.add_argument("--sample-steps", type=int, default=25, help="DDIM steps (default 25)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed, and the learning seed unless --learn-seeds is given")
     p.add_argument("--learn-seeds", default=None, help="comma-separated learning seeds, e.g. 0,1,2: one identifier per seed and method")
+    p.add_argument("--images-seen", type=int, default=None,
+                   help="equal budget: every learner sees this many exemplar images (steps = ceil(N / its batch size)); "
+                        "overrides --steps")
     p.add_argument("--out", default="results/demo", help="output folder (default results/demo)")
+    p.add_argument("--resume", action="store_true",
+                   help="add to the demo.json in --out (same settings) and skip the runs it already holds")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.set_defaults(func=cmd_demo)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from actionbench.demo import DemoSettings, _add_seed, compare_table, parse_method_spec, run_demo, write_tables
+from actionbench.demo import DemoSettings, _add_seed, budget_steps, compare_table, demo_config, parse_method_spec, run_demo, write_tables
 from actionbench.world import render as R
 from actionbench.errors import ActionBenchError
 
@@ -69,3 +69,33 @@ def test_add_seed_sums_counts_not_rates():
     m = by["m"]
     assert (m["n"], m["action"], m["subject"], m["total"]) == (4, 0.5, 0.5, 0.25)
     assert m["human_on_animals"] == 0.25 and m["judged_actions"] == {"sit": 2, "jump": 2} and m["seeds"] == [0, 0, 1, 1]
+
+
+def test_equal_budget_gives_each_learner_the_same_exemplar_images():
+    assert budget_steps(600, 2) == 300 and budget_steps(600, 8) == 75 and budget_steps(7, 2) == 4
+    with pytest.raises(ActionBenchError, match="images-seen"):
+        budget_steps(0, 2)
+    s = DemoSettings(images_seen=600)
+    steps = {m: demo_config(m, s)[1] for m in ("textual-inversion", "pplus", "adi", "dreambooth")}
+    for name, config in steps.items():
+        assert config.steps * config.batch_size >= 600 > (config.steps - 1) * config.batch_size, name
+    assert steps["pplus"].steps < steps["textual-inversion"].steps  # P+ draws 8 exemplars a step, TI 2
+    assert demo_config("adi:steps=5", s)[1].steps == 5  # a spec's own steps win
+
+
+def test_resume_skips_runs_already_in_the_report_and_refuses_other_settings(tmp_path, monkeypatch):
+    import actionbench.demo as demo
+
+    s = DemoSettings(actions=("handstand",), methods=("sd",), steps=1, n=1, sample_steps=2)
+    first = run_demo(s, tmp_path)
+    assert len(list((tmp_path / "images" / "handstand" / "sd" / "seed0").glob("*.png"))) == 9
+
+    def no_learning(*a, **k):
+        raise AssertionError("a resumed run learned again")
+
+    monkeypatch.setattr(demo, "learn_for_demo", no_learning)
+    again = run_demo(s, tmp_path, resume=True)
+    assert again["results"] == first["results"]
+    assert (tmp_path / "handstand_grid.png").exists()  # drawn from the saved images
+    with pytest.raises(ActionBenchError, match="sample_steps: 2 there, 3 now"):
+        run_demo(DemoSettings(actions=("handstand",), methods=("sd",), steps=1, n=1, sample_steps=3), tmp_path, resume=True)

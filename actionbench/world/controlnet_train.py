@@ -44,7 +44,7 @@ from safetensors.torch import load_file
 from ..models import WORLD_CONTROLNET_DIR, load_pipeline
 from . import render as R
 from .skeleton import render_skeleton
-from .train import _as_uint8, _atomic_save, _load_ckpt, _log, _model_device, _save_ckpt, _uint8_to_tensor, random_renders, start_run, tokenize
+from .train import _as_uint8, _atomic_save, _load_ckpt, _log, _model_device, _save_ckpt, _uint8_to_tensor, optimizer_step, random_renders, start_run, tokenize
 
 CKPT = "controlnet.ckpt.safetensors"
 DATA = "controlnet_data.safetensors"
@@ -179,15 +179,7 @@ def train_loop(pipe, controlnet, latents, skeletons, captions, cfg: ControlNetTr
         w = torch.clamp(snr[t], max=cfg.snr_gamma) / snr[t]  # min-SNR-gamma weighting, epsilon target
         loss = (w * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
         lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        decay = min(cfg.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            torch._foreach_lerp_(ema_list, params, 1 - decay)
+        optimizer_step(opt, loss, params, ema_list, lr, cfg.ema, step)
         _log(out / "log.jsonl", step=step, loss=round(loss.item(), 5), lr=lr, t=round(time.time() - t0, 2))
         done = step + 1
         out_of_time = time_budget_s is not None and time.time() - t0 >= time_budget_s

@@ -307,6 +307,22 @@ def _trainable(pipe):
     ]
 
 
+def optimizer_step(opt, loss, params: list, ema_list: list, lr: float, ema_decay: float, step: int) -> None:
+    """One optimizer step of the world's training loops (world model and its ControlNet):
+    ``lr`` set on every group, gradients clipped to norm 1, then the EMA weights moved
+    towards the parameters with the warm-started decay ``min(ema_decay, (1 + step) / (10 + step))``
+    (``ema = decay * ema + (1 - decay) * p``; ``ema_decay`` 0 keeps a copy of the weights)."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    decay = min(ema_decay, (1 + step) / (10 + step))
+    with torch.no_grad():
+        torch._foreach_lerp_(ema_list, params, 1 - decay)
+
+
 def _save_ckpt(path: Path, step: int, named, opt, ema: dict):
     t = {}
     for i, (k, p) in enumerate(named):
@@ -377,7 +393,7 @@ def train_unet(pipe, latents: torch.Tensor, captions: list[str], cfg: TrainConfi
     latents = latents.to(device)
     ids_all = tokenize(pipe.tokenizer, captions)
     empty = tokenize(pipe.tokenizer, [""])[0]
-    ema_list, param_list = [ema[k] for k, _ in named], [p for _, p in named]
+    ema_list = [ema[k] for k, _ in named]
     pipe.unet.train()
     pipe.text_encoder.train()
     t0 = time.monotonic()
@@ -398,15 +414,7 @@ def train_unet(pipe, latents: torch.Tensor, captions: list[str], cfg: TrainConfi
         w = torch.clamp(snr[t], max=cfg.snr_gamma) / snr[t]  # min-SNR-gamma weighting, epsilon target
         loss = (w * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
         lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)  # constant after warmup: stopping at N == training N steps
-        for group in opt.param_groups:
-            group["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        decay = min(cfg.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            torch._foreach_lerp_(ema_list, param_list, 1 - decay)  # ema = decay * ema + (1 - decay) * p
+        optimizer_step(opt, loss, params, ema_list, lr, cfg.ema, step)
         _log(out / "log.jsonl", step=step, loss=round(loss.item(), 5), lr=lr, t=round(time.monotonic() - t0, 2))
         done = step + 1
         out_of_time = time_budget_s is not None and time.monotonic() - t0 >= time_budget_s
