@@ -103,7 +103,13 @@ def parse_method_spec(spec: str) -> tuple[str, dict]:
         key, sep, value = opt.partition("=")
         if not sep or not key:
             raise ActionBenchError(f"method option {opt!r} in {spec!r} is not KEY=VALUE (e.g. adi:mask=none:beta=0.4)")
-        options[key.replace("-", "_")] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        options[key.replace("-", "_")] = parsed
     return name, options
 
 
@@ -118,7 +124,8 @@ def demo_config(spec: str, s: DemoSettings, learn_seed: int | None = None):
     cls = methods.get_method(name)
     fields = cls.Config.__dataclass_fields__
     overrides = {"seed": s.seed if learn_seed is None else learn_seed}
-    if "steps" in fields:
+    learns = "steps" in fields and cls.Config().steps > 0  # the text prompt and ControlNet learn nothing
+    if learns:
         overrides["steps"] = s.steps
     if "token" in fields and not issubclass(cls, WeightMethod):
         overrides["lr"] = s.lr
@@ -126,7 +133,7 @@ def demo_config(spec: str, s: DemoSettings, learn_seed: int | None = None):
         overrides["class_prompt"] = WORLD_CLASS_PROMPT
     overrides.update(options)
     config = cls.Config().with_overrides(**overrides)
-    if s.images_seen and "steps" in fields and "steps" not in options:
+    if s.images_seen and learns and "steps" not in options:
         config = config.with_overrides(steps=budget_steps(s.images_seen, config.batch_size))
     return name, config
 

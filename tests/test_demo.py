@@ -13,6 +13,8 @@ def test_method_spec_parses_options_as_yaml_scalars():
     assert parse_method_spec("adi") == ("adi", {})
     assert parse_method_spec("adi:mask=none:beta=0.4") == ("adi", {"mask": "none", "beta": 0.4})
     assert parse_method_spec("adi:layerwise=false") == ("adi", {"layerwise": False})
+    assert parse_method_spec("dreambooth:lr=1e-4") == ("dreambooth", {"lr": 1e-4})  # YAML 1.1 alone reads a string
+    assert parse_method_spec("adi:mask=action-only") == ("adi", {"mask": "action-only"})
     with pytest.raises(ActionBenchError, match="KEY=VALUE"):
         parse_method_spec("adi:mask")
 
@@ -81,6 +83,7 @@ def test_equal_budget_gives_each_learner_the_same_exemplar_images():
         assert config.steps * config.batch_size >= 600 > (config.steps - 1) * config.batch_size, name
     assert steps["pplus"].steps < steps["textual-inversion"].steps  # P+ draws 8 exemplars a step, TI 2
     assert demo_config("adi:steps=5", s)[1].steps == 5  # a spec's own steps win
+    assert demo_config("sd", s)[1].steps == 0 and demo_config("controlnet", s)[1].steps == 0  # nothing to learn
 
 
 def test_resume_skips_runs_already_in_the_report_and_refuses_other_settings(tmp_path, monkeypatch):
