@@ -1,8 +1,8 @@
 """The full ActionWorld method table of issue #11, in two resumable stages.
 
-    python scripts/world_table.py sweep  [--device cuda]   # each learner's learning rate, once, on one action
-    python scripts/world_table.py table  [--device cuda]   # 8 actions x every method and ADI ablation x 3 seeds
-    python scripts/world_table.py all    [--device cuda]
+    python -m evaluate.world_table sweep  [--device cuda]   # each learner's learning rate, once, on one action
+    python -m evaluate.world_table table  [--device cuda]   # 8 actions x every method and ADI ablation x 3 seeds
+    python -m evaluate.world_table all    [--device cuda]
 
 Budgets are equal in exemplar images seen (``--images-seen``, default 600: TI 300 steps at
 batch 2, P+ 75 at batch 8, ADI 600 triples), not the papers' step counts made for SD at
@@ -36,19 +36,38 @@ FIXED = ("sd", "controlnet")  # nothing learned: no rate to choose
 ADI_ABLATIONS = ("adi:mask=none", "adi:layerwise=false", "adi:mask=union", "adi:mask=context-only", "adi:mask=action-only")
 
 
+def sweep_specs() -> list[str]:
+    """Every learner at every rate of :data:`SWEEP`, as ``actionbench demo`` method specs."""
+    return [f"{m}:lr={lr:g}" for m, lrs in SWEEP.items() for lr in lrs]
+
+
+def choose_lr(results: dict) -> dict[str, float]:
+    """Per learner of :data:`SWEEP`, the rate whose spec scored the highest total in
+    ``results`` (one action's ``{spec: scores}``), ties broken by action accuracy, then by
+    the larger rate. A learner with no spec in ``results`` is left out."""
+    chosen = {}
+    for m in SWEEP:
+        scored = [(r["total"], r["action"], opts["lr"]) for spec, r in results.items()
+                  for name, opts in [parse_method_spec(spec)] if name == m and "lr" in opts]
+        if scored:
+            chosen[m] = max(scored)[2]
+    return chosen
+
+
+def table_specs(chosen: dict[str, float]) -> list[str]:
+    """The table's methods: the two that learn nothing, every learner at its chosen rate,
+    ADI's ablations at ADI's."""
+    return (list(FIXED) + [f"{m}:lr={chosen[m]:g}" for m in SWEEP]
+            + [f"{a}:lr={chosen['adi']:g}" for a in ADI_ABLATIONS])
+
+
 def sweep(args) -> dict:
     out = Path(args.out) / "world-sweep"
-    specs = [f"{m}:lr={lr:g}" for m, lrs in SWEEP.items() for lr in lrs]
-    s = DemoSettings(actions=(args.sweep_action,), methods=tuple(specs), n=args.n, images_seen=args.images_seen,
+    s = DemoSettings(actions=(args.sweep_action,), methods=tuple(sweep_specs()), n=args.n, images_seen=args.images_seen,
                      learn_seeds=(0,), device=args.device)
     report = run_demo(s, out, resume=True)
     write_tables(report, out)
-    by = report["results"][args.sweep_action]
-    chosen = {}
-    for m in SWEEP:
-        scored = [(by[spec]["total"], by[spec]["action"], parse_method_spec(spec)[1]["lr"]) for spec in specs
-                  if parse_method_spec(spec)[0] == m and spec in by]
-        chosen[m] = max(scored)[2]
+    chosen = choose_lr(report["results"][args.sweep_action])
     (out / "chosen_lr.json").write_text(json.dumps({"action": args.sweep_action, "images_seen": args.images_seen,
                                                     "lr": chosen}, indent=1))
     print("chosen learning rates:", chosen)
@@ -56,9 +75,10 @@ def sweep(args) -> dict:
 
 
 def table(args) -> None:
-    chosen = json.loads((Path(args.out) / "world-sweep" / "chosen_lr.json").read_text())["lr"]
-    specs = list(FIXED) + [f"{m}:lr={chosen[m]:g}" for m in SWEEP]
-    specs += [f"{a}:lr={chosen['adi']:g}" for a in ADI_ABLATIONS]
+    path = Path(args.out) / "world-sweep" / "chosen_lr.json"
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: run the sweep first (python -m evaluate.world_table sweep)")
+    specs = table_specs(json.loads(path.read_text())["lr"])
     from actionbench.world.benchmark import BENCH_DIR
 
     actions = tuple(sorted(p.name for p in BENCH_DIR.iterdir() if p.is_dir()))

@@ -1,0 +1,37 @@
+"""The world table's learning-rate sweep: its specs and the choice it makes."""
+
+from actionbench.demo import DemoSettings, demo_config
+from evaluate.world_table import ADI_ABLATIONS, SWEEP, choose_lr, sweep_specs, table_specs
+
+
+def test_sweep_specs_are_valid_demo_specs_with_their_rates():
+    specs = sweep_specs()
+    assert len(specs) == sum(len(v) for v in SWEEP.values())
+    s = DemoSettings(images_seen=600)
+    for spec in specs:
+        name, config = demo_config(spec, s)
+        assert f"{config.lr:g}" == spec.split("lr=")[1], spec
+        assert config.steps * config.batch_size >= 600
+
+
+def test_choose_lr_takes_the_best_total_then_action_then_larger_rate():
+    r = lambda total, action: {"total": total, "action": action}  # noqa: E731
+    results = {
+        "adi:lr=0.001": r(0.2, 0.5), "adi:lr=0.005": r(0.3, 0.4), "adi:lr=0.02": r(0.1, 0.9),
+        "pplus:lr=0.001": r(0.3, 0.4), "pplus:lr=0.005": r(0.3, 0.6),
+        "dreambooth:lr=1e-05": r(0.1, 0.1), "dreambooth:lr=0.0001": r(0.1, 0.1),
+        "sd": r(0.9, 0.9),
+    }
+    assert choose_lr(results) == {"adi": 0.005, "pplus": 0.005, "dreambooth": 1e-4}
+
+
+def test_table_specs_cover_every_method_and_ablation_at_the_chosen_rates():
+    chosen = {m: lrs[1] for m, lrs in SWEEP.items()}
+    specs = table_specs(chosen)
+    names = [s.split(":")[0] for s in specs]
+    assert {"sd", "controlnet", "dreambooth", "textual-inversion", "reversion", "custom-diffusion", "pplus", "adi"} <= set(names)
+    assert sum(n == "adi" for n in names) == 1 + len(ADI_ABLATIONS)
+    assert all(s.endswith(f"lr={chosen['adi']:g}") for s in specs if s.startswith("adi:mask") or s.startswith("adi:layer"))
+    s = DemoSettings(images_seen=600)
+    for spec in specs:
+        demo_config(spec, s)  # every option is one the method takes
