@@ -2,9 +2,11 @@
 
 from dataclasses import asdict
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
+from actionbench.errors import ActionBenchError
 from actionbench.models import WORLD_MODEL_DIR, PipelineSpec, load_pipeline
 
 
@@ -107,3 +109,39 @@ def test_init_from_a_pipeline_folder_starts_from_its_weights(tmp_path):
     ckpt = load_file(str(tmp_path / "ft" / "unet.ckpt.safetensors"))
     assert vae0.keys() == vae1.keys() and all(torch.equal(vae0[k].float(), vae1[k]) for k in vae0)
     assert all(torch.equal(unet0[k].float(), ckpt["model.unet." + k]) for k in unet0)
+
+
+def test_a_packed_checkpoint_resumes_the_same_run(tmp_path):
+    from actionbench.world.checkpoint import PACKED, pack, pack_tensors, unpack, unpack_tensors
+    from actionbench.world.train import train
+
+    # the format: half precision, row-sparse moments restored exactly where they are zero
+    m = torch.zeros(10, 3)
+    m[[2, 7]] = torch.tensor([[1.0, -2.0, 3.0], [0.5, 0.25, -4.0]])
+    state = {"model.w": torch.randn(10, 3), "opt.0.exp_avg": m, "opt.0.exp_avg_sq": torch.rand(4, 3)}
+    packed = pack_tensors(state)
+    assert packed["model.w"].dtype == torch.float16 and packed["opt.0.exp_avg"].shape == (2, 3)
+    assert packed["opt.0.exp_avg_sq"].dtype == torch.bfloat16 and "opt.0.exp_avg_sq.rows" not in packed  # dense
+    back = unpack_tensors(packed)
+    assert back["opt.0.exp_avg"].shape == (10, 3) and torch.equal(back["opt.0.exp_avg"], m)
+    torch.testing.assert_close(back["model.w"], state["model.w"], rtol=1e-3, atol=1e-3)
+
+    # a run cut at step 2, packed, unpacked elsewhere and resumed ends where the uncut run ends
+    def cfg(out, steps):
+        return _tiny_cfg(out, steps, n_data=16, ckpt_every=2)
+
+    train(cfg(tmp_path / "a", 4), export_dir=None)
+    train(cfg(tmp_path / "b", 4), export_dir=None, stop_at=2)
+    pack(tmp_path / "b", tmp_path / "packed")
+    assert (tmp_path / "packed" / PACKED).stat().st_size < 0.6 * (tmp_path / "b" / "unet.ckpt.safetensors").stat().st_size
+    unpack(tmp_path / "packed", tmp_path / "c")
+    assert not (tmp_path / "c" / "latents.safetensors").exists()  # remade from the seed on resume
+    train(cfg(tmp_path / "c", 4), resume=True, export_dir=None)
+    a = load_file(str(tmp_path / "a" / "unet.ckpt.safetensors"))
+    c = load_file(str(tmp_path / "c" / "unet.ckpt.safetensors"))
+    # the same run up to half-precision rounding (1e-4 absolute: fp16 keeps no digits of a
+    # weight that never gets a gradient, such as the attention keys' bias, 1e-7)
+    worst = max(((a[k] - c[k]).abs().max() / (a[k].abs().max() + 1e-4)).item() for k in a if k.startswith("model."))
+    assert worst < 1e-2
+    with pytest.raises(ActionBenchError, match="unpack into a new folder"):
+        unpack(tmp_path / "packed", tmp_path / "c")

@@ -70,6 +70,23 @@ def _export(args) -> int:
     return 0
 
 
+def _pack_checkpoint(args) -> int:
+    from .checkpoint import describe, pack
+
+    info = describe(pack(args.run_dir, args.dest))
+    print(f"packed step {info['step']} of {args.run_dir} into {args.dest} ({info['bytes'] / 2**20:.1f} MB)")
+    return 0
+
+
+def _unpack_checkpoint(args) -> int:
+    from .checkpoint import packed_step, unpack
+
+    unpack(args.src, args.run_dir)
+    print(f"unpacked step {packed_step(args.src)} into {args.run_dir}; continue with: "
+          f"actionbench world train --resume --out {args.run_dir} --steps N")
+    return 0
+
+
 def _refine_decoder(args) -> int:
     from .train import refine_exported_decoder
 
@@ -188,6 +205,16 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", default="scratch/world-train")
     p.add_argument("--export", default=str(WORLD_MODEL_DIR))
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("pack-checkpoint", help="pack a training folder's checkpoint (fp16 weights, bf16 moments) to commit it")
+    p.add_argument("run_dir", help="the --out folder of `actionbench world train`")
+    p.add_argument("dest", help="where the packed checkpoint goes (e.g. results/world-v2/checkpoint)")
+    p.set_defaults(func=_pack_checkpoint)
+
+    p = sub.add_parser("unpack-checkpoint", help="unpack a packed checkpoint into a new training folder, for --resume")
+    p.add_argument("src", help="a packed checkpoint folder")
+    p.add_argument("run_dir", help="a new training folder")
+    p.set_defaults(func=_unpack_checkpoint)
 
     p = sub.add_parser("refine-decoder", help="train an exported model's VAE decoder further (encoder frozen: the UNet stays valid)")
     p.add_argument("--model-dir", default=str(WORLD_MODEL_DIR))
