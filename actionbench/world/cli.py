@@ -73,7 +73,7 @@ def _export(args) -> int:
 def _pack_checkpoint(args) -> int:
     from .checkpoint import describe, pack
 
-    info = describe(pack(args.run_dir, args.dest))
+    info = describe(pack(args.run_dir, args.dest, args.model_dir))
     print(f"packed step {info['step']} of {args.run_dir} into {args.dest} ({info['bytes'] / 2**20:.1f} MB)")
     return 0
 
@@ -81,7 +81,7 @@ def _pack_checkpoint(args) -> int:
 def _unpack_checkpoint(args) -> int:
     from .checkpoint import packed_step, unpack
 
-    unpack(args.src, args.run_dir)
+    unpack(args.src, args.run_dir, args.model_dir)
     print(f"unpacked step {packed_step(args.src)} into {args.run_dir}; continue with: "
           f"actionbench world train --resume --out {args.run_dir} --steps N")
     return 0
@@ -206,14 +206,16 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--export", default=str(WORLD_MODEL_DIR))
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("pack-checkpoint", help="pack a training folder's checkpoint (fp16 weights, bf16 moments) to commit it")
+    p = sub.add_parser("pack-checkpoint", help="pack a training folder's checkpoint small enough to commit (with the exported model)")
     p.add_argument("run_dir", help="the --out folder of `actionbench world train`")
     p.add_argument("dest", help="where the packed checkpoint goes (e.g. results/world-v2/checkpoint)")
+    p.add_argument("--model-dir", default=str(WORLD_MODEL_DIR), help="the model that run exported (default: the shipped world model)")
     p.set_defaults(func=_pack_checkpoint)
 
     p = sub.add_parser("unpack-checkpoint", help="unpack a packed checkpoint into a new training folder, for --resume")
     p.add_argument("src", help="a packed checkpoint folder")
     p.add_argument("run_dir", help="a new training folder")
+    p.add_argument("--model-dir", default=None, help="the exported model it was packed with (default: the one it names)")
     p.set_defaults(func=_unpack_checkpoint)
 
     p = sub.add_parser("refine-decoder", help="train an exported model's VAE decoder further (encoder frozen: the UNet stays valid)")
