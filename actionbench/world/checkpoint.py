@@ -29,7 +29,6 @@ seed (:func:`actionbench.world.train.build_dataset`). About 7 MB for the shipped
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -39,10 +38,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from ..errors import ActionBenchError
+from ..model_registry import sha256_file
 from ..models import WORLD_MODEL_DIR, build_pipeline
-from .train import TrainConfig, _atomic_save, _load_unet_and_text_encoder, _spec, _trainable, _vae_weights
+from .train import CKPT_NAME, TrainConfig, _atomic_save, checkpoint_step, _load_unet_and_text_encoder, _spec, _trainable, _vae_weights
 
-CKPT_NAME = "unet.ckpt.safetensors"  # world train's full checkpoint
 PACKED = "optimizer.safetensors"
 FORMAT = "actionworld-packed-v2"
 WEIGHT_FILES = ("unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors", "vae/diffusion_pytorch_model.safetensors")
@@ -73,14 +72,7 @@ def dequantize_log(q: torch.Tensor, log_range: torch.Tensor) -> torch.Tensor:
 
 def file_hashes(model_dir: str | Path) -> dict[str, str]:
     """sha256 of a pipeline folder's weight files (what a packed checkpoint's weights are)."""
-    out = {}
-    for rel in WEIGHT_FILES:
-        h = hashlib.sha256()
-        with open(Path(model_dir) / rel, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        out[rel] = h.hexdigest()
-    return out
+    return {rel: sha256_file(Path(model_dir) / rel) for rel in WEIGHT_FILES}
 
 
 def pack(run_dir: str | Path, dest: str | Path, model_dir: str | Path = WORLD_MODEL_DIR) -> Path:
@@ -90,8 +82,7 @@ def pack(run_dir: str | Path, dest: str | Path, model_dir: str | Path = WORLD_MO
     src = run_dir / CKPT_NAME
     if not src.exists():
         raise ActionBenchError(f"{src}: no checkpoint to pack (give the --out folder of `actionbench world train`)")
-    with safe_open(str(src), "pt") as f:
-        step = int(f.metadata()["step"])
+    step = checkpoint_step(src)
     info = json.loads((model_dir / "actionworld.json").read_text()) if (model_dir / "actionworld.json").exists() else {}
     if info.get("step") != step:
         raise ActionBenchError(f"{model_dir} was exported at step {info.get('step')}, the checkpoint in {run_dir} is at step "
@@ -163,8 +154,7 @@ def unpack(src: str | Path, run_dir: str | Path, model_dir: str | Path | None = 
 
 def packed_step(src: str | Path) -> int:
     """The training step a packed checkpoint was taken at."""
-    with safe_open(str(Path(src) / PACKED), "pt") as f:
-        return int(f.metadata()["step"])
+    return checkpoint_step(Path(src) / PACKED)
 
 
 def describe(src: str | Path) -> dict:

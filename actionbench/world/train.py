@@ -323,6 +323,9 @@ def optimizer_step(opt, loss, params: list, ema_list: list, lr: float, ema_decay
         torch._foreach_lerp_(ema_list, params, 1 - decay)
 
 
+CKPT_NAME = "unet.ckpt.safetensors"  # weights, EMA weights and AdamW moments of the UNet stage
+
+
 def _save_ckpt(path: Path, step: int, named, opt, ema: dict):
     t = {}
     for i, (k, p) in enumerate(named):
@@ -335,11 +338,16 @@ def _save_ckpt(path: Path, step: int, named, opt, ema: dict):
     _atomic_save(t, path, metadata={"step": str(step)})
 
 
-def _load_ckpt(path: Path, named, opt, ema: dict) -> int:
+def checkpoint_step(path: str | Path) -> int:
+    """The step recorded in a checkpoint file's metadata."""
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
-        step = int(f.metadata()["step"])
+        return int(f.metadata()["step"])
+
+
+def _load_ckpt(path: Path, named, opt, ema: dict) -> int:
+    step = checkpoint_step(path)
     t = load_file(str(path))
     with torch.no_grad():
         for i, (k, p) in enumerate(named):
@@ -377,7 +385,7 @@ def train_unet(pipe, latents: torch.Tensor, captions: list[str], cfg: TrainConfi
     are drawn on the CPU from (seed, step), whatever the device.
     """
     device = _model_device(pipe.unet)
-    ckpt = out / "unet.ckpt.safetensors"
+    ckpt = out / CKPT_NAME
     if cfg.init_unet and not (resume and ckpt.exists()):
         _load_unet_and_text_encoder(pipe, cfg.init_unet)
     named = _trainable(pipe)
@@ -454,11 +462,8 @@ def pipeline_from_checkpoint(out: str | Path, use_ema: bool = True):
     if (out / "vae_decoder.safetensors").exists():
         pipe.vae.load_state_dict({**pipe.vae.state_dict(), **load_file(str(out / "vae_decoder.safetensors"))})
     named = _trainable(pipe)
-    t = load_file(str(out / "unet.ckpt.safetensors"))
-    from safetensors import safe_open
-
-    with safe_open(str(out / "unet.ckpt.safetensors"), "pt") as f:
-        step = int(f.metadata()["step"])
+    t = load_file(str(out / CKPT_NAME))
+    step = checkpoint_step(out / CKPT_NAME)
     with torch.no_grad():
         for k, p in named:
             p.copy_(t[("ema." if use_ema else "model.") + k])
@@ -496,7 +501,7 @@ def train(cfg: TrainConfig, resume: bool = False, export_dir: str | Path | None 
     ``device``, ``time_budget_s`` and ``workers`` change where and how long, not what is
     trained: they are not part of the saved config.
     """
-    cfg, out = start_run(cfg, resume, device, ("vae.safetensors", "latents.safetensors", "captions.json", "unet.ckpt.safetensors",
+    cfg, out = start_run(cfg, resume, device, ("vae.safetensors", "latents.safetensors", "captions.json", CKPT_NAME,
                                              "vae_log.jsonl", "vae_decoder.safetensors", "decoder_log.jsonl"))
     torch.manual_seed(cfg.seed)
     pipe = build_pipeline(_spec(cfg), seed=cfg.seed).to(device)
