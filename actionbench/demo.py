@@ -260,19 +260,60 @@ def _add_seed(by_method: dict, method: str, seed: int, scores: dict) -> None:
     images, ``hits`` concatenated in seed order, ``seeds`` naming each slot's seed."""
     scores = {**scores, "seeds": [seed] * scores["n"]}
     prev = by_method.get(method)
-    if prev is not None:
-        judged = dict(prev["judged_actions"])
-        for a, c in scores["judged_actions"].items():
-            judged[a] = judged.get(a, 0) + c
-        scores = {"hits": prev["hits"] + scores["hits"], "seeds": prev["seeds"] + scores["seeds"],
-                  "animal_slots": prev["animal_slots"] + scores["animal_slots"],
-                  "animals_drawn_human": prev["animals_drawn_human"] + scores["animals_drawn_human"],
-                  "judged_actions": judged}
-        hits = scores["hits"]
-        scores.update(n=len(hits), action=sum(a for _, a in hits) / len(hits), subject=sum(sb for sb, _ in hits) / len(hits),
-                      total=sum(a and sb for sb, a in hits) / len(hits),
-                      human_on_animals=scores["animals_drawn_human"] / max(1, scores["animal_slots"]))
-    by_method[method] = scores
+    by_method[method] = scores if prev is None else fold_scores(prev, scores)
+
+
+def fold_scores(prev: dict, scores: dict) -> dict:
+    """Two score records of one (action, method) over different learning seeds as one:
+    counts summed, ``hits`` and ``seeds`` concatenated, rates recomputed from the slots."""
+    if set(prev["seeds"]) & set(scores["seeds"]):
+        raise ActionBenchError(f"learning seeds {sorted(set(prev['seeds']) & set(scores['seeds']))} are in both records: "
+                               "each (action, method, seed) may be run once")
+    judged = dict(prev["judged_actions"])
+    for a, c in scores["judged_actions"].items():
+        judged[a] = judged.get(a, 0) + c
+    # slots in learning-seed order, whichever record came first: paired tests match slot to slot
+    order = sorted(range(len(prev["hits"]) + len(scores["hits"])), key=lambda i: (prev["seeds"] + scores["seeds"])[i])
+    hits = [(prev["hits"] + scores["hits"])[i] for i in order]
+    return {"hits": hits, "seeds": [(prev["seeds"] + scores["seeds"])[i] for i in order],
+            "animal_slots": prev["animal_slots"] + scores["animal_slots"],
+            "animals_drawn_human": prev["animals_drawn_human"] + scores["animals_drawn_human"],
+            "judged_actions": judged, "n": len(hits),
+            "action": sum(a for _, a in hits) / len(hits), "subject": sum(sb for sb, _ in hits) / len(hits),
+            "total": sum(a and sb for sb, a in hits) / len(hits),
+            "human_on_animals": (prev["animals_drawn_human"] + scores["animals_drawn_human"])
+            / max(1, prev["animal_slots"] + scores["animal_slots"])}
+
+
+def merge_reports(reports: list[dict]) -> dict:
+    """Reports of one table run in parts (same :data:`RESUME_KEYS` settings; e.g. one
+    process per group of actions or seeds) as one report: each (action, method) folded
+    over the parts' learning seeds (:func:`fold_scores`), seconds and steps united."""
+    if not reports:
+        raise ActionBenchError("no reports to merge")
+    first = reports[0]["settings"]
+    for r in reports[1:]:
+        diff = [k for k in RESUME_KEYS if r["settings"].get(k) != first.get(k)]
+        if diff:
+            raise ActionBenchError(f"reports made with other settings cannot be merged (they differ in {', '.join(diff)})")
+    merged = {"settings": dict(first), "results": {}, "seconds": {}, "steps": {},
+              "unnamed_actions": reports[0].get("unnamed_actions", [])}
+    for k in ("actions", "methods", "learn_seeds"):
+        merged["settings"][k] = list(dict.fromkeys(x for r in reports for x in r["settings"].get(k, [])))
+    for r in reports:
+        for action, by in r["results"].items():
+            into = merged["results"].setdefault(action, {})
+            for method, scores in by.items():
+                into[method] = scores if method not in into else fold_scores(into[method], scores)
+        merged["seconds"].update({k: v for k, v in r["seconds"].items() if k not in ("total", "this_run")})
+        merged["steps"].update(r.get("steps", {}))
+    merged["seconds"]["total"] = round(sum(merged["seconds"].values()), 1)
+    # the same method order in every action: the settings' order
+    order = {m: i for i, m in enumerate(merged["settings"]["methods"])}
+    merged["results"] = {a: dict(sorted(by.items(), key=lambda kv: order.get(kv[0], len(order))))
+                         for a, by in sorted(merged["results"].items(), key=lambda kv: merged["settings"]["actions"].index(kv[0])
+                                             if kv[0] in merged["settings"]["actions"] else len(merged["settings"]["actions"]))}
+    return merged
 
 
 def _write_report(report: dict, out: Path) -> None:
@@ -338,12 +379,15 @@ def compare_table(report: dict, reference: str = "adi", n_boot: int = 2000) -> s
         leak = sum(report["results"][a][m].get("animals_drawn_human", 0) for a in actions)
         leak_n = sum(report["results"][a][m].get("animal_slots", 0) for a in actions)
         row = f"| {m} | {ci(tot, cl)} | {ci(act, cl)} | {ci(sub, cl)} | {leak / max(1, leak_n):.1%} | {len(tot)} |"
-        same_slots = m != reference and actions == ref_actions and (
-            [report["results"][a][m].get("seeds") for a in actions] == [report["results"][a][reference].get("seeds") for a in actions])
-        if same_slots:
-            ref_tot = _slots(report, reference, actions)[0]
-            pb, mc = paired_bootstrap(tot, ref_tot, cl, n_boot), mcnemar_exact(tot, ref_tot)
-            row += f" {pb['diff']:+.1%} [{pb['low']:+.1%}, {pb['high']:+.1%}] | {pb['p']:.3f} | {mc['p']:.3f} |"
+        # paired on the slots both hold: the actions where both ran the same learning seeds
+        shared = [a for a in actions if reference in report["results"][a]
+                  and report["results"][a][m].get("seeds") == report["results"][a][reference].get("seeds")]
+        if m != reference and shared:
+            tot_m, _, _, cl_m = _slots(report, m, shared)
+            ref_tot = _slots(report, reference, shared)[0]
+            pb, mc = paired_bootstrap(tot_m, ref_tot, cl_m, n_boot), mcnemar_exact(tot_m, ref_tot)
+            where = "" if len(shared) == len(ref_actions) == len(actions) else f" ({len(shared)} actions)"
+            row += f" {pb['diff']:+.1%} [{pb['low']:+.1%}, {pb['high']:+.1%}]{where} | {pb['p']:.3f} | {mc['p']:.3f} |"
         else:
             row += " - | - | - |"
         lines.append(row)
@@ -365,10 +409,21 @@ def write_tables(report: dict, out: Path) -> None:
                             round(r.get("human_on_animals", float("nan")), 4), r["n"]])
 
 
+def reference_method(report: dict) -> str:
+    """The method the paired tests compare against: ADI as it is (plain ``adi``, or ``adi``
+    with only its learning rate or steps set, not an ablation), else the first method."""
+    specs = list(dict.fromkeys(m for by in report["results"].values() for m in by))
+    for m in specs:
+        name, options = parse_method_spec(m)
+        if name == "adi" and set(options) <= {"lr", "steps"}:
+            return m
+    return specs[0]
+
+
 def _compare_section(report: dict) -> str:
     if not any("hits" in r for by in report["results"].values() for r in by.values()):
         return ""  # a report from before per-image hits were kept
-    ref = "adi" if any("adi" in by for by in report["results"].values()) else next(iter(next(iter(report["results"].values()))))
+    ref = reference_method(report)
     return f"\nPooled over actions, with intervals and paired tests against {ref}:\n\n" + compare_table(report, ref) + "\n"
 
 

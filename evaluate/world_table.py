@@ -3,6 +3,14 @@
     python -m evaluate.world_table sweep  [--device cuda]   # each learner's learning rate, once, on one action
     python -m evaluate.world_table table  [--device cuda]   # 8 actions x every method and ADI ablation x 3 seeds
     python -m evaluate.world_table all    [--device cuda]
+    python -m evaluate.world_table merge                    # the parts' reports as one table
+
+On a CPU, run the table in parts, one process per core, each one thread (here two 1-thread
+processes learn twice as fast as one 2-thread process):
+
+    python -m evaluate.world_table table --threads 1 --part a --actions handstand,salute,... --seeds 0 &
+    python -m evaluate.world_table table --threads 1 --part b --actions ...                 --seeds 0 &
+    python -m evaluate.world_table merge
 
 Budgets are equal in exemplar images seen (``--images-seen``, default 600: TI 300 steps at
 batch 2, P+ 75 at batch 8, ADI 600 triples), not the papers' step counts made for SD at
@@ -10,7 +18,8 @@ batch 2, P+ 75 at batch 8, ADI 600 triples), not the papers' step counts made fo
 (one learning seed, ``--n`` images per subject) into ``results/world-sweep`` and writes
 ``chosen_lr.json`` (highest total, ties broken by action accuracy). ``table`` reads it
 and runs the whole table into ``results/world-table`` with intervals and paired tests
-against ADI (``table.md``). Both stages use ``actionbench demo``'s ``--resume``: a run cut
+against ADI (``table.md``); each part goes to ``results/world-table/parts/PART`` and
+``merge`` folds them into ``results/world-table``. Both stages use ``actionbench demo``'s ``--resume``: a run cut
 short continues where it stopped. ADI's ablations take ADI's chosen rate.
 """
 
@@ -20,7 +29,7 @@ import argparse
 import json
 from pathlib import Path
 
-from actionbench.demo import DemoSettings, parse_method_spec, run_demo, write_tables
+from actionbench.demo import DemoSettings, merge_reports, parse_method_spec, run_demo, write_tables
 
 # learning rates tried per learner on the 64 px world model (token methods around the
 # demo's 5e-3, weight tuners around their papers' rates scaled up for a 5M-parameter UNet)
@@ -61,6 +70,16 @@ def table_specs(chosen: dict[str, float]) -> list[str]:
             + [f"{a}:lr={chosen['adi']:g}" for a in ADI_ABLATIONS])
 
 
+def select_specs(specs: list[str], names: list[str]) -> list[str]:
+    """The table specs named in ``names``, each as written without its chosen rate
+    (``adi`` is ADI itself, ``adi:mask=none`` that ablation), in the table's order."""
+    bare = {spec.split(":lr=")[0]: spec for spec in specs}
+    unknown = [n for n in names if n not in bare]
+    if unknown:
+        raise SystemExit(f"--methods: {', '.join(unknown)} not in the table; one of {', '.join(bare)}")
+    return [spec for b, spec in bare.items() if b in names]
+
+
 def sweep(args) -> dict:
     out = Path(args.out) / "world-sweep"
     s = DemoSettings(actions=(args.sweep_action,), methods=tuple(sweep_specs()), n=args.n, images_seen=args.images_seen,
@@ -79,28 +98,60 @@ def table(args) -> None:
     if not path.exists():
         raise SystemExit(f"{path} is missing: run the sweep first (python -m evaluate.world_table sweep)")
     specs = table_specs(json.loads(path.read_text())["lr"])
-    from actionbench.world.benchmark import BENCH_DIR
-
-    actions = tuple(sorted(p.name for p in BENCH_DIR.iterdir() if p.is_dir()))
+    if args.methods:
+        specs = select_specs(specs, args.methods.split(","))
+    actions = tuple(args.actions.split(",")) if args.actions else world_actions()
     s = DemoSettings(actions=actions, methods=tuple(specs), n=args.n_table, images_seen=args.images_seen,
-                     learn_seeds=(0, 1, 2), device=args.device)
-    out = Path(args.out) / "world-table"
+                     learn_seeds=tuple(int(x) for x in args.seeds.split(",")), device=args.device)
+    out = Path(args.out) / "world-table" / "parts" / args.part
     report = run_demo(s, out, resume=True)
     write_tables(report, out)
+    merge(args)
+
+
+def world_actions() -> tuple[str, ...]:
+    from actionbench.world.benchmark import BENCH_DIR
+
+    return tuple(sorted(p.name for p in BENCH_DIR.iterdir() if p.is_dir()))
+
+
+def merge(args) -> dict:
+    """Every part's ``demo.json`` under ``world-table/parts`` as one report and table in ``world-table``."""
+    out = Path(args.out) / "world-table"
+    paths = sorted((out / "parts").glob("*/demo.json"))
+    if not paths:
+        raise SystemExit(f"no parts under {out / 'parts'}: run the table first (python -m evaluate.world_table table)")
+    report = merge_reports([json.loads(p.read_text()) for p in paths])
+    report["parts"] = [str(p.parent.relative_to(out)) for p in paths]
+    (out / "demo.json").write_text(json.dumps(report, indent=1))
+    write_tables(report, out)
+    print(f"{len(paths)} parts merged into {out}: {report['seconds']['total'] / 3600:.2f} h of learning and judging")
     print((out / "table.md").read_text())
+    return report
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=("sweep", "table", "all"))
+    p.add_argument("stage", choices=("sweep", "table", "all", "merge"))
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="results", help="parent of world-sweep/ and world-table/ (default results)")
     p.add_argument("--images-seen", type=int, default=600)
     p.add_argument("--sweep-action", default="handstand")
     p.add_argument("--n", type=int, default=4, help="images per subject in the sweep (default 4)")
     p.add_argument("--n-table", type=int, default=8, help="images per subject x action in the table (default 8)")
+    p.add_argument("--actions", help="comma-separated world actions of this part (default all 8)")
+    p.add_argument("--methods", help="comma-separated method names of this part (default every method and ablation)")
+    p.add_argument("--seeds", default="0,1,2", help="learning seeds of this part (default 0,1,2)")
+    p.add_argument("--part", default="main", help="this part's name: its report goes to world-table/parts/PART")
+    p.add_argument("--threads", type=int, help="torch threads of this process (default torch's)")
     args = p.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.stage in ("sweep", "all"):
         sweep(args)
     if args.stage in ("table", "all"):
         table(args)
+    if args.stage == "merge":
+        merge(args)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from actionbench.demo import DemoSettings, _add_seed, budget_steps, compare_table, demo_config, parse_method_spec, run_demo, write_tables
+from actionbench.demo import DemoSettings, _add_seed, budget_steps, compare_table, demo_config, merge_reports, parse_method_spec, run_demo, write_tables
 from actionbench.world import render as R
 from actionbench.errors import ActionBenchError
 
@@ -102,3 +102,46 @@ def test_resume_skips_runs_already_in_the_report_and_refuses_other_settings(tmp_
     assert (tmp_path / "handstand_grid.png").exists()  # drawn from the saved images
     with pytest.raises(ActionBenchError, match="sample_steps: 2 there, 3 now"):
         run_demo(DemoSettings(actions=("handstand",), methods=("sd",), steps=1, n=1, sample_steps=3), tmp_path, resume=True)
+
+
+def _record(seed, hits, leak=0):
+    return {"hits": hits, "n": len(hits), "seeds": [seed] * len(hits), "judged_actions": {"sit": len(hits)},
+            "animal_slots": 1, "animals_drawn_human": leak,
+            "action": sum(a for _, a in hits) / len(hits), "subject": sum(s for s, _ in hits) / len(hits),
+            "total": sum(a and s for s, a in hits) / len(hits), "human_on_animals": float(leak)}
+
+
+def _report(results, seconds, seeds=(0,), **settings):
+    s = {**DemoSettings(images_seen=600).__dict__, **settings}
+    s.update(actions=list(results), methods=list(dict.fromkeys(m for by in results.values() for m in by)), learn_seeds=list(seeds))
+    return {"settings": s, "results": results, "seconds": {**seconds, "total": sum(seconds.values())}, "steps": {}}
+
+
+def test_merge_reports_folds_parts_in_seed_order_and_refuses_other_settings():
+    a = _report({"jump": {"adi": _record(1, [[1, 1], [1, 0]])}}, {"jump/adi/seed1": 10.0}, seeds=(1,))
+    b = _report({"jump": {"adi": _record(0, [[0, 0], [0, 1]]), "sd": _record(0, [[1, 1], [1, 1]])},
+                 "sit": {"adi": _record(0, [[1, 1], [1, 1]])}}, {"jump/adi/seed0": 5.0, "sit/adi/seed0": 7.0})
+    m = merge_reports([a, b])
+    adi = m["results"]["jump"]["adi"]
+    assert adi["seeds"] == [0, 0, 1, 1] and adi["hits"] == [[0, 0], [0, 1], [1, 1], [1, 0]]
+    assert (adi["n"], adi["total"], adi["human_on_animals"]) == (4, 0.25, 0.0)
+    assert m["seconds"]["total"] == 22.0 and sorted(m["settings"]["learn_seeds"]) == [0, 1]
+    assert set(m["results"]) == {"jump", "sit"}
+    with pytest.raises(ActionBenchError, match="both records"):
+        merge_reports([b, b])
+    with pytest.raises(ActionBenchError, match="n"):
+        merge_reports([a, _report({"sit": {"sd": _record(0, [[1, 1]])}}, {}, n=2)])
+
+
+def test_paired_tests_use_the_actions_both_methods_ran_and_adi_with_a_rate_is_the_reference():
+    from actionbench.demo import reference_method
+
+    ref = "adi:lr=0.005"
+    results = {"jump": {ref: _record(0, [[1, 1]] * 6 + [[0, 0]] * 6), "pplus": _record(0, [[0, 0]] * 12),
+                        "adi:mask=none:lr=0.005": _record(0, [[1, 1]] * 12)},
+               "sit": {ref: _record(0, [[1, 1]] * 12), "adi:mask=none:lr=0.005": _record(0, [[1, 1]] * 12)}}
+    report = _report(results, {})
+    assert reference_method(report) == ref
+    rows = {line.split(" | ")[0].strip("| "): line for line in compare_table(report, ref, n_boot=50).splitlines()[2:]}
+    assert "(1 actions)" in rows["pplus"] and "-50.0%" in rows["pplus"]  # on jump only: 0/12 against 6/12
+    assert "(1 actions)" not in rows["adi:mask=none:lr=0.005"] and "+25.0%" in rows["adi:mask=none:lr=0.005"]

@@ -35,3 +35,15 @@ def test_table_specs_cover_every_method_and_ablation_at_the_chosen_rates():
     s = DemoSettings(images_seen=600)
     for spec in specs:
         demo_config(spec, s)  # every option is one the method takes
+
+
+def test_select_specs_names_methods_without_their_rates():
+    from evaluate.world_table import select_specs
+
+    specs = table_specs({m: lrs[1] for m, lrs in SWEEP.items()})
+    assert select_specs(specs, ["sd", "adi"]) == ["sd", "adi:lr=0.005"]
+    assert select_specs(specs, ["adi:mask=none"]) == ["adi:mask=none:lr=0.005"]
+    import pytest
+
+    with pytest.raises(SystemExit, match="nonsense"):
+        select_specs(specs, ["nonsense"])
