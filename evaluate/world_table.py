@@ -15,7 +15,9 @@ processes learn twice as fast as one 2-thread process):
 Budgets are equal in exemplar images seen (``--images-seen``, default 600: TI 300 steps at
 batch 2, P+ 75 at batch 8, ADI 600 triples), not the papers' step counts made for SD at
 512 px. ``sweep`` runs every learner at each rate of :data:`SWEEP` on ``--sweep-action``
-(one learning seed, ``--n`` images per subject) into ``results/world-sweep`` and writes
+(default salute: of the three unnamed actions the one the model draws least when no
+action is named, 2 of 36 images, so a learner that learns nothing cannot score; one
+learning seed, ``--n`` images per subject) into ``results/world-sweep`` and writes
 ``chosen_lr.json`` (highest total, ties broken by action accuracy). ``table`` reads it
 and runs the whole table into ``results/world-table`` with intervals and paired tests
 against ADI (``table.md``); each part goes to ``results/world-table/parts/PART`` and
@@ -136,7 +138,8 @@ if __name__ == "__main__":
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="results", help="parent of world-sweep/ and world-table/ (default results)")
     p.add_argument("--images-seen", type=int, default=600)
-    p.add_argument("--sweep-action", default="handstand")
+    p.add_argument("--sweep-action", default="salute",
+                   help="the action the rates are chosen on (default salute: the unnamed action the world model draws least by default, so only learning can score)")
     p.add_argument("--n", type=int, default=4, help="images per subject in the sweep (default 4)")
     p.add_argument("--n-table", type=int, default=8, help="images per subject x action in the table (default 8)")
     p.add_argument("--actions", help="comma-separated world actions of this part (default all 8)")
