@@ -117,6 +117,18 @@ def world_actions() -> tuple[str, ...]:
     return tuple(sorted(p.name for p in BENCH_DIR.iterdir() if p.is_dir()))
 
 
+def mask_kept(learned_dir: Path) -> dict[str, float]:
+    """Per ADI run in ``learned_dir`` (its training log), the mean share of the identifier's
+    gradient that ADI's masks kept: 1.0 without masks, ~beta-dependent with them."""
+    kept = {}
+    for log in sorted(learned_dir.glob("*.log.jsonl")):
+        values = [json.loads(line).get("kept") for line in log.read_text().splitlines() if line.strip()]
+        values = [v for v in values if v is not None]
+        if values:
+            kept[log.name.removesuffix(".safetensors.log.jsonl")] = round(sum(values) / len(values), 4)
+    return kept
+
+
 def merge(args) -> dict:
     """Every part's ``demo.json`` under ``world-table/parts`` as one report and table in ``world-table``."""
     out = Path(args.out) / "world-table"
@@ -125,6 +137,7 @@ def merge(args) -> dict:
         raise SystemExit(f"no parts under {out / 'parts'}: run the table first (python -m evaluate.world_table table)")
     report = merge_reports([json.loads(p.read_text()) for p in paths])
     report["parts"] = [str(p.parent.relative_to(out)) for p in paths]
+    report["mask_kept"] = {k: v for p in paths for k, v in mask_kept(p.parent / "learned").items()}
     (out / "demo.json").write_text(json.dumps(report, indent=1))
     write_tables(report, out)
     print(f"{len(paths)} parts merged into {out}: {report['seconds']['total'] / 3600:.2f} h of learning and judging")
