@@ -15,7 +15,7 @@ only, their intersection = ADI, their union), averaged over triples and layers:
 * ``cosine``: the cosine between the kept update m * g and the whole gradient g.
 
 The functions are pure (:func:`mask_stats` on gradient tensors), so the numbers can be
-checked on hand-made gradients (tests/test_adi_masks.py).
+checked on hand-made gradients (tests/test_mask_measurements.py).
 """
 
 from __future__ import annotations
