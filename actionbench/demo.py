@@ -93,6 +93,13 @@ def judge_learned(pipe, learned, world_action: str, s: DemoSettings):
     return scores, images
 
 
+def world_actions() -> tuple[str, ...]:
+    """Every World-ActionBench action, sorted (``--actions all``)."""
+    from .world.benchmark import BENCH_DIR
+
+    return tuple(sorted(p.name for p in BENCH_DIR.iterdir() if p.is_dir()))
+
+
 def parse_method_spec(spec: str) -> tuple[str, dict]:
     """``"adi:mask=none:beta=0.4"`` -> ``("adi", {"mask": "none", "beta": 0.4})``; values are read as YAML scalars."""
     import yaml
@@ -435,9 +442,7 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 
 def cmd_demo(args) -> None:
-    from .world.benchmark import BENCH_DIR
-
-    actions = tuple(sorted(p.name for p in BENCH_DIR.iterdir() if p.is_dir())) if args.actions == "all" else tuple(args.actions.split(","))
+    actions = world_actions() if args.actions == "all" else tuple(args.actions.split(","))
     s = DemoSettings(actions=actions, methods=tuple(args.methods.split(",")), steps=args.steps, lr=args.lr,
                      n=args.n, sample_steps=args.sample_steps, seed=args.seed, device=args.device,
                      learn_seeds=_seeds(args.learn_seeds) if args.learn_seeds else (args.seed,), images_seen=args.images_seen)

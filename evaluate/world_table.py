@@ -31,7 +31,7 @@ import argparse
 import json
 from pathlib import Path
 
-from actionbench.demo import DemoSettings, merge_reports, parse_method_spec, run_demo, write_tables
+from actionbench.demo import DemoSettings, merge_reports, parse_method_spec, run_demo, world_actions, write_tables
 
 # learning rates tried per learner on the 64 px world model (token methods around the
 # demo's 5e-3, weight tuners around their papers' rates scaled up for a 5M-parameter UNet)
@@ -109,12 +109,6 @@ def table(args) -> None:
     report = run_demo(s, out, resume=True)
     write_tables(report, out)
     merge(args)
-
-
-def world_actions() -> tuple[str, ...]:
-    from actionbench.world.benchmark import BENCH_DIR
-
-    return tuple(sorted(p.name for p in BENCH_DIR.iterdir() if p.is_dir()))
 
 
 def mask_kept(learned_dir: Path) -> dict[str, float]:
