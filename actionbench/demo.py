@@ -354,6 +354,28 @@ def summary_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def totals_matrix(report: dict) -> str:
+    """Markdown: one row per method, one column per action, each cell the total accuracy
+    (pooled over the learning seeds the cell ran, with the seed count when it is not the
+    most common one); "-" where the method did not run that action."""
+    actions = list(report["results"])
+    methods = list(dict.fromkeys(m for by in report["results"].values() for m in by))
+    n_seeds = {(a, m): len(set(r.get("seeds", [0]))) for a, by in report["results"].items() for m, r in by.items()}
+    usual = max(set(n_seeds.values()), key=list(n_seeds.values()).count) if n_seeds else 1
+    lines = ["| method | " + " | ".join(actions) + " |", "|---|" + "---|" * len(actions)]
+    for m in methods:
+        cells = []
+        for a in actions:
+            r = report["results"][a].get(m)
+            if r is None:
+                cells.append("-")
+            else:
+                k = n_seeds[(a, m)]
+                cells.append(f"{r['total']:.0%}" + (f" ({k} seed{'s' if k > 1 else ''})" if k != usual else ""))
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _slots(report: dict, method: str, actions: list[str]):
     """(total hits, action hits, subject hits, clusters) of ``method`` over ``actions``, slot by slot."""
     tot, act, sub, clusters = [], [], [], []

@@ -145,3 +145,20 @@ def test_paired_tests_use_the_actions_both_methods_ran_and_adi_with_a_rate_is_th
     rows = {line.split(" | ")[0].strip("| "): line for line in compare_table(report, ref, n_boot=50).splitlines()[2:]}
     assert "(1 actions)" in rows["pplus"] and "-50.0%" in rows["pplus"]  # on jump only: 0/12 against 6/12
     assert "(1 actions)" not in rows["adi:mask=none:lr=0.005"] and "+25.0%" in rows["adi:mask=none:lr=0.005"]
+
+
+def test_totals_matrix_puts_actions_in_columns_and_marks_missing_and_short_cells():
+    from actionbench.demo import totals_matrix
+
+    a = _report({"jump": {"adi": _record(1, [[1, 1], [1, 0]])}}, {}, seeds=(1,))
+    b = _report({"jump": {"adi": _record(0, [[0, 0], [0, 1]]), "sd": _record(0, [[1, 1], [1, 1]])},
+                 "sit": {"adi": _record(0, [[1, 1], [1, 1]]), "sd": _record(0, [[1, 0], [1, 1]])}}, {})
+    lines = totals_matrix(merge_reports([a, b])).splitlines()
+    assert lines[0] == "| method | jump | sit |"
+    rows = {line.split(" | ")[0].strip("| "): line.strip("| ").split(" | ")[1:] for line in lines[2:]}
+    # adi on jump pooled over two seeds (1 of 4 slots right) while the usual cell has one seed
+    assert rows["adi"] == ["25% (2 seeds)", "100%"]
+    assert rows["sd"] == ["100%", "50%"]
+    c = _report({"sit": {"sd": _record(0, [[1, 1]])}}, {}, n=1)
+    c["results"]["jump"] = {}
+    assert totals_matrix(c).splitlines()[2] == "| sd | 100% | - |"

@@ -47,3 +47,17 @@ def test_select_specs_names_methods_without_their_rates():
 
     with pytest.raises(SystemExit, match="nonsense"):
         select_specs(specs, ["nonsense"])
+
+
+def test_fill_section_replaces_only_the_marked_block_and_refuses_bad_markers():
+    import pytest
+
+    from evaluate.world_table import BEGIN, END, fill_section
+
+    text = f"intro\n{BEGIN}\nold table\n{END}\noutro\n"
+    filled = fill_section(text, "\nnew table\n")
+    assert filled == f"intro\n{BEGIN}\nnew table\n{END}\noutro\n"
+    assert fill_section(filled, "new table") == filled  # refilling is idempotent
+    for bad in ("no markers", f"{END}\n{BEGIN}", f"{BEGIN}\n{BEGIN}\n{END}"):
+        with pytest.raises(SystemExit, match="markers"):
+            fill_section(bad, "x")
