@@ -45,7 +45,10 @@ SWEEP = {
     "custom-diffusion": (1e-5, 1e-4, 1e-3),
 }
 FIXED = ("sd", "controlnet")  # nothing learned: no rate to choose
-ADI_ABLATIONS = ("adi:mask=none", "adi:layerwise=false", "adi:mask=union", "adi:mask=context-only", "adi:mask=action-only")
+# the paper's ablations of ADI, then (ours) beta 0.2: the lever the mask measurements point
+# to on the world's 64-channel tokens (docs/actionworld.md, "ADI does not learn ... and why")
+ADI_ABLATIONS = ("adi:mask=none", "adi:layerwise=false", "adi:mask=union", "adi:mask=context-only", "adi:mask=action-only",
+                 "adi:beta=0.2")
 
 
 def sweep_specs() -> list[str]:

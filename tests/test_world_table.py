@@ -31,7 +31,7 @@ def test_table_specs_cover_every_method_and_ablation_at_the_chosen_rates():
     names = [s.split(":")[0] for s in specs]
     assert {"sd", "controlnet", "dreambooth", "textual-inversion", "reversion", "custom-diffusion", "pplus", "adi"} <= set(names)
     assert sum(n == "adi" for n in names) == 1 + len(ADI_ABLATIONS)
-    assert all(s.endswith(f"lr={chosen['adi']:g}") for s in specs if s.startswith("adi:mask") or s.startswith("adi:layer"))
+    assert all(s.endswith(f"lr={chosen['adi']:g}") for s in specs if s.startswith("adi:"))
     s = DemoSettings(images_seen=600)
     for spec in specs:
         demo_config(spec, s)  # every option is one the method takes
@@ -61,3 +61,18 @@ def test_fill_section_replaces_only_the_marked_block_and_refuses_bad_markers():
     for bad in ("no markers", f"{END}\n{BEGIN}", f"{BEGIN}\n{BEGIN}\n{END}"):
         with pytest.raises(SystemExit, match="markers"):
             fill_section(bad, "x")
+
+
+def test_the_demo_runs_its_learners_at_the_rates_the_sweep_chose():
+    import json
+    from pathlib import Path
+
+    from actionbench.demo import DEMO_IMAGES_SEEN, DEMO_METHODS, parse_method_spec
+
+    chosen = json.loads((Path(__file__).parents[1] / "results/world-sweep/chosen_lr.json").read_text())
+    assert chosen["images_seen"] == DEMO_IMAGES_SEEN
+    learners = [parse_method_spec(spec) for spec in DEMO_METHODS if not spec.startswith(("sd", "controlnet"))]
+    assert learners and all(opts["lr"] == chosen["lr"][name] for name, opts in learners)
+    s = DemoSettings(images_seen=DEMO_IMAGES_SEEN)
+    for spec in DEMO_METHODS:
+        demo_config(spec, s)

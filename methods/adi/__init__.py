@@ -181,4 +181,4 @@ class ADI(TokenMethod):
         losses.sum().backward()
         masks = torch.stack([self.mask(g, g, g, generator) for g in copies.grad])
         self.vectors.grad = (copies.grad * masks).mean(0)
-        return {"loss": float(losses.mean()), "kept": float(masks.float().mean())}
+        return {"loss": float(losses.detach().mean()), "kept": float(masks.float().mean())}
