@@ -382,16 +382,32 @@ def totals_matrix(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _slots(report: dict, method: str, actions: list[str]):
-    """(total hits, action hits, subject hits, clusters) of ``method`` over ``actions``, slot by slot."""
+def _slots(report: dict, method: str, actions: list[str], seeds: dict[str, set] | None = None):
+    """(total hits, action hits, subject hits, clusters) of ``method`` over ``actions``, slot by
+    slot; with ``seeds`` ({action: learning seeds}) only the slots of those seeds."""
     tot, act, sub, clusters = [], [], [], []
     for a in actions:
         r = report["results"][a][method]
-        tot += [int(x and y) for x, y in r["hits"]]
-        act += [y for _, y in r["hits"]]
-        sub += [x for x, _ in r["hits"]]
-        clusters += [f"{a}/{sd}" for sd in r.get("seeds", [0] * len(r["hits"]))]
+        slot_seeds = r.get("seeds", [0] * len(r["hits"]))
+        for (x, y), sd in zip(r["hits"], slot_seeds):
+            if seeds is None or sd in seeds[a]:
+                tot.append(int(x and y))
+                act.append(y)
+                sub.append(x)
+                clusters.append(f"{a}/{sd}")
     return tot, act, sub, clusters
+
+
+def _shared_seeds(report: dict, method: str, reference: str, actions: list[str]) -> dict[str, set]:
+    """Per action both methods ran, the learning seeds both hold (the slots a paired test may use)."""
+    shared = {}
+    for a in actions:
+        by = report["results"][a]
+        if reference in by:
+            both = set(by[method].get("seeds", [0])) & set(by[reference].get("seeds", [0]))
+            if both:
+                shared[a] = both
+    return shared
 
 
 def compare_table(report: dict, reference: str = "adi", n_boot: int = 2000) -> str:
@@ -414,14 +430,16 @@ def compare_table(report: dict, reference: str = "adi", n_boot: int = 2000) -> s
         leak = sum(report["results"][a][m].get("animals_drawn_human", 0) for a in actions)
         leak_n = sum(report["results"][a][m].get("animal_slots", 0) for a in actions)
         row = f"| {m} | {ci(tot, cl)} | {ci(act, cl)} | {ci(sub, cl)} | {leak / max(1, leak_n):.1%} | {len(tot)} |"
-        # paired on the slots both hold: the actions where both ran the same learning seeds
-        shared = [a for a in actions if reference in report["results"][a]
-                  and report["results"][a][m].get("seeds") == report["results"][a][reference].get("seeds")]
+        # paired on the slots both hold: the actions both ran, the learning seeds both ran there
+        seeds = _shared_seeds(report, m, reference, actions)
+        shared = list(seeds)
         if m != reference and shared:
-            tot_m, _, _, cl_m = _slots(report, m, shared)
-            ref_tot = _slots(report, reference, shared)[0]
+            tot_m, _, _, cl_m = _slots(report, m, shared, seeds)
+            ref_tot = _slots(report, reference, shared, seeds)[0]
             pb, mc = paired_bootstrap(tot_m, ref_tot, cl_m, n_boot), mcnemar_exact(tot_m, ref_tot)
             where = "" if len(shared) == len(ref_actions) == len(actions) else f" ({len(shared)} actions)"
+            if len(tot_m) < len(tot):
+                where += f" ({len(tot_m)} paired images)"
             row += f" {pb['diff']:+.1%} [{pb['low']:+.1%}, {pb['high']:+.1%}]{where} | {pb['p']:.3f} | {mc['p']:.3f} |"
         else:
             row += " - | - | - |"

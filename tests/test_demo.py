@@ -162,3 +162,14 @@ def test_totals_matrix_puts_actions_in_columns_and_marks_missing_and_short_cells
     c = _report({"sit": {"sd": _record(0, [[1, 1]])}}, {}, n=1)
     c["results"]["jump"] = {}
     assert totals_matrix(c).splitlines()[2] == "| sd | 100% | - |"
+
+
+def test_paired_tests_keep_an_action_where_the_reference_ran_more_seeds_on_the_shared_seeds_only():
+    ref = "adi"
+    a = _report({"jump": {ref: _record(1, [[0, 0]] * 4)}}, {}, seeds=(1,))  # a second ADI seed, all misses
+    b = _report({"jump": {ref: _record(0, [[1, 1]] * 4), "sd": _record(0, [[0, 0]] * 4)}}, {})
+    report = merge_reports([a, b])
+    rows = {line.split(" | ")[0].strip("| "): line for line in compare_table(report, ref, n_boot=50).splitlines()[2:]}
+    # sd is paired with ADI's seed 0 only (0/4 against 4/4), not dropped and not against seed 1's misses
+    assert "-100.0%" in rows["sd"] and "(4 paired images)" not in rows["sd"]
+    assert "| 4 |" in rows["sd"] and "| 8 |" in rows[ref]
