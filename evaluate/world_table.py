@@ -143,9 +143,16 @@ def docs_section(report: dict) -> str:
     """The table as docs/actionworld.md shows it: totals per action and method, then the
     pooled table with intervals and paired tests (the per-action details stay in table.md)."""
     runs = sum(len(set(r.get("seeds", [0]))) for by in report["results"].values() for r in by.values())
-    return (f"{runs} runs, {report['seconds']['total'] / 60:.0f} CPU-minutes of learning and judging. "
+    text = (f"{runs} runs, {report['seconds']['total'] / 60:.0f} CPU-minutes of learning and judging. "
             "Total accuracy per action (the subject asked for *and* the action; 72 images per run):\n\n"
-            + totals_matrix(report) + "\n" + _compare_section(report))
+            + totals_matrix(report) + "\n\nAll actions:\n" + _compare_section(report))
+    unnamed = [a for a in report.get("unnamed_actions", []) if a in report["results"]]
+    if unnamed and len(unnamed) < len(report["results"]):
+        sub = {**report, "results": {a: report["results"][a] for a in unnamed}}
+        text += (f"\nThe unnamed actions only ({', '.join(unnamed)}: the world model's captions never name "
+                 "them, so the text prompt cannot ask for them and only what a method learns can score):\n"
+                 + _compare_section(sub))
+    return text
 
 
 def merge(args) -> dict:

@@ -76,3 +76,17 @@ def test_the_demo_runs_its_learners_at_the_rates_the_sweep_chose():
     s = DemoSettings(images_seen=DEMO_IMAGES_SEEN)
     for spec in DEMO_METHODS:
         demo_config(spec, s)
+
+
+def test_docs_section_adds_the_unnamed_actions_only_table_when_both_kinds_ran():
+    from evaluate.world_table import docs_section
+
+    rec = lambda hits: {"hits": hits, "n": len(hits), "seeds": [0] * len(hits), "action": 0.5, "subject": 1.0, "total": 0.5}  # noqa: E731
+    report = {"results": {"salute": {"adi": rec([[1, 1], [1, 0]]), "sd": rec([[1, 0], [1, 0]])},
+                          "sit": {"adi": rec([[1, 1], [1, 1]]), "sd": rec([[1, 1], [1, 1]])}},
+              "seconds": {"total": 120.0}, "unnamed_actions": ["salute", "meditate"]}
+    text = docs_section(report)
+    assert text.startswith("4 runs, 2 CPU-minutes")
+    assert "| method | salute | sit |" in text and "The unnamed actions only (salute:" in text
+    del report["unnamed_actions"]
+    assert "unnamed actions only" not in docs_section(report)
