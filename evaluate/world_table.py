@@ -139,13 +139,18 @@ def fill_section(text: str, content: str, begin: str = BEGIN, end: str = END) ->
     return head + begin + "\n" + content.strip("\n") + "\n" + end + rest.split(end, 1)[1]
 
 
-def docs_section(report: dict) -> str:
+def docs_section(report: dict, first_seed: dict | None = None) -> str:
     """The table as docs/actionworld.md shows it: totals per action and method, then the
-    pooled table with intervals and paired tests (the per-action details stay in table.md)."""
+    pooled table with intervals and paired tests over all actions (from ``first_seed``, the
+    parts of the first learning seed, when given: a seed run on some actions only would
+    weigh those actions twice), then over the unnamed actions with every seed
+    (the per-action details stay in table.md)."""
     runs = sum(len(set(r.get("seeds", [0]))) for by in report["results"].values() for r in by.values())
     text = (f"{runs} runs, {report['seconds']['total'] / 60:.0f} CPU-minutes of learning and judging. "
             "Total accuracy per action (the subject asked for *and* the action; 72 images per run):\n\n"
-            + totals_matrix(report) + "\n\nAll actions:\n" + _compare_section(report))
+            + totals_matrix(report) + "\n\n"
+            + ("All actions, the first learning seed (the one every method ran everywhere):\n" if first_seed else "All actions:\n")
+            + _compare_section(first_seed or report))
     unnamed = [a for a in report.get("unnamed_actions", []) if a in report["results"]]
     if unnamed and len(unnamed) < len(report["results"]):
         sub = {**report, "results": {a: report["results"][a] for a in unnamed}}
@@ -170,7 +175,11 @@ def merge(args) -> dict:
     print((out / "table.md").read_text())
     if getattr(args, "docs", None):
         path = Path(args.docs)
-        path.write_text(fill_section(path.read_text(), docs_section(report)))
+        reports = [json.loads(p.read_text()) for p in paths]
+        first = min(min(r["settings"]["learn_seeds"]) for r in reports)
+        firsts = [r for r in reports if r["settings"]["learn_seeds"] == [first]]
+        seed_report = merge_reports(firsts) if firsts and len(firsts) < len(reports) else None
+        path.write_text(fill_section(path.read_text(), docs_section(report, seed_report)))
         print(f"table section of {path} refilled")
     return report
 
