@@ -55,11 +55,11 @@ def run_folders(table: Path, methods: list[str]):
                 yield action, by_tag[tag], seed, folder
 
 
-def measure(table: Path) -> dict:
-    """Per run, the human mass of every animal slot: ``{action: {method: {seed: [..]}}}``."""
+def measure(table: Path, report: dict) -> dict:
+    """Per run of ``report`` (the table's ``demo.json``) whose images lie under ``table``, the
+    human mass of every animal slot: ``{action: {method: {seed: [..]}}}``."""
     from actionbench.world.judge import judge_images, load_judge
 
-    report = json.loads((table / "demo.json").read_text())
     n = report["settings"]["n"]
     methods = list(dict.fromkeys(m for by in report["results"].values() for m in by))
     judge = load_judge()
@@ -109,10 +109,11 @@ def main(argv=None) -> None:
     table = Path(args.table)
     if not (table / "demo.json").exists():
         raise SystemExit(f"{table / 'demo.json'} is missing: give --table a folder made by actionbench demo or evaluate.world_table")
-    masses = measure(table)
+    report = json.loads((table / "demo.json").read_text())
+    masses = measure(table, report)
     if not masses:
         raise SystemExit(f"no run images under {table} (images/ or parts/*/images/): they are written by the runs, not committed")
-    ref = reference_method(json.loads((table / "demo.json").read_text()))
+    ref = reference_method(report)
     md = leakage_table(masses, ref)
     (table / "leakage.json").write_text(json.dumps(masses))
     (table / "leakage.md").write_text("Judge's probability of a human-like kind on animal prompts (evaluate/leakage.py):\n\n" + md + "\n")

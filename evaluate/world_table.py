@@ -166,7 +166,8 @@ def merge(args) -> dict:
     paths = sorted((out / "parts").glob("*/demo.json"))
     if not paths:
         raise SystemExit(f"no parts under {out / 'parts'}: run the table first (python -m evaluate.world_table table)")
-    report = merge_reports([json.loads(p.read_text()) for p in paths])
+    reports = [json.loads(p.read_text()) for p in paths]
+    report = merge_reports(reports)
     report["parts"] = [str(p.parent.relative_to(out)) for p in paths]
     report["mask_kept"] = {k: v for p in paths for k, v in mask_kept(p.parent / "learned").items()}
     (out / "demo.json").write_text(json.dumps(report, indent=1))
@@ -175,7 +176,6 @@ def merge(args) -> dict:
     print((out / "table.md").read_text())
     if getattr(args, "docs", None):
         path = Path(args.docs)
-        reports = [json.loads(p.read_text()) for p in paths]
         first = min(min(r["settings"]["learn_seeds"]) for r in reports)
         firsts = [r for r in reports if r["settings"]["learn_seeds"] == [first]]
         seed_report = merge_reports(firsts) if firsts and len(firsts) < len(reports) else None
