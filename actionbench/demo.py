@@ -488,6 +488,10 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 
 def cmd_demo(args) -> None:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ActionBenchError(f"--threads {args.threads}: give a count of at least 1")
+        torch.set_num_threads(args.threads)
     actions = world_actions() if args.actions == "all" else tuple(args.actions.split(","))
     s = DemoSettings(actions=actions, methods=tuple(args.methods.split(",")), steps=args.steps, lr=args.lr,
                      n=args.n, sample_steps=args.sample_steps, seed=args.seed, device=args.device,
@@ -528,4 +532,7 @@ def add_parser(sub) -> None:
                    help="add to the demo.json in --out (same settings) and skip the runs it already holds")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default torch's, one per core); give 1 when another job shares the "
+                        "cores: torch's threads then wait on each other (docs/performance.md)")
     p.set_defaults(func=cmd_demo)

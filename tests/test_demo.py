@@ -28,6 +28,25 @@ def test_demo_cli_rejects_an_unknown_option_before_learning(tmp_path, capsys):
     assert not (tmp_path / "demo.json").exists()
 
 
+def test_demo_cli_threads_sets_torchs_thread_count_and_refuses_zero(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from actionbench import demo
+    from actionbench.cli import main
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["demo", "--threads", "0", "--out", str(tmp_path)]) != 0
+        assert "--threads 0" in capsys.readouterr().err
+        seen = {}
+        monkeypatch.setattr(demo, "run_demo", lambda s, out, resume=False: seen.setdefault("threads", torch.get_num_threads()) and 1 / 0)
+        with pytest.raises(ZeroDivisionError):  # stop after the thread count was set, before any learning
+            main(["demo", "--threads", "1", "--out", str(tmp_path)])
+        assert seen["threads"] == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_demo_runs_a_method_with_options_and_writes_its_report(tmp_path):
     s = DemoSettings(actions=("handstand",), methods=("sd", "adi:mask=none"), steps=2, n=1, sample_steps=2)
     report = run_demo(s, tmp_path)
