@@ -58,7 +58,7 @@ def settled(page):
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", state="attached")
 
 
-def rate(page, name, answers, screenshot=None):
+def rate(page, name, answers):
     page.get_by_label("Your name").fill(name)
     page.get_by_label("Your name").press("Enter")
     for i, (action, subject) in enumerate(answers):
@@ -70,8 +70,6 @@ def rate(page, name, answers, screenshot=None):
         page.wait_for_function("!document.body.innerText.includes('(your answer:')")
         if i == 0:  # every image loaded (exemplars and the generated one)
             page.wait_for_function("[...document.images].length >= 11 && [...document.images].every(i => i.naturalWidth > 0)")
-            if screenshot:
-                page.screenshot(path=screenshot, full_page=True)
         buttons = page.get_by_role("button")
         buttons.filter(has_text="Yes" if action else "No").first.click()
         page.get_by_text("(your answer:").first.wait_for()
@@ -84,14 +82,13 @@ def test_rate_kill_restart_nothing_lost(tmp_path, actionbench_root):
     run_dir = fake_run(tmp_path, actionbench_root)
     port = free_port()
     server = start_server(run_dir, port)
-    shot = os.environ.get("ACTIONBENCH_SCREENSHOT")  # docs/img/eval_app.png is made this way
     try:
         with playwright.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1200, "height": 800})
             page.set_default_timeout(60_000)
             page.goto(f"http://127.0.0.1:{port}")
-            rate(page, "ann", [(True, False), (False, True)], screenshot=shot)
+            rate(page, "ann", [(True, False), (False, True)])
             kill(server)  # the tab stays open, the server dies without warning
             assert RatingStore(run_dir).complete("ann") and len(RatingStore(run_dir).complete("ann")) == 2
             server = start_server(run_dir, port)
