@@ -209,6 +209,7 @@ def run_demo(s: DemoSettings, out: Path, resume: bool = False) -> dict:
         world_action = bench_meta[action]["world_action"]
         images_by_method = {}
         for method in s.methods:
+            steps = demo_config(method, s)[1].to_dict().get("steps")
             for ls in s.learn_seeds:
                 key = f"{action}/{method}/seed{ls}"
                 run_dir = out / "images" / action / _method_tag(method) / f"seed{ls}"
@@ -224,7 +225,7 @@ def run_demo(s: DemoSettings, out: Path, resume: bool = False) -> dict:
                 _save_images(images, run_dir)
                 _add_seed(report["results"].setdefault(action, {}), method, ls, scores)
                 report["seconds"][key] = round(time.perf_counter() - t0, 1)
-                report["steps"][method] = demo_config(method, s)[1].to_dict().get("steps")
+                report["steps"][method] = steps
                 if ls == s.learn_seeds[0]:
                     images_by_method[method] = images
                 print(f"{action:10s} {method:18s} seed {ls}: action {scores['action']:.0%}  subject {scores['subject']:.0%}  total {scores['total']:.0%}")
