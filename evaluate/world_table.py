@@ -31,7 +31,8 @@ import argparse
 import json
 from pathlib import Path
 
-from actionbench.demo import (DemoSettings, _compare_section, merge_reports, parse_method_spec, run_demo, totals_matrix,
+from actionbench.demo import (DemoSettings, _compare_section, merge_reports, parse_method_spec, reference_method, run_demo,
+                             totals_matrix,
                              world_actions, write_tables)
 
 # learning rates tried per learner on the 64 px world model (token methods around the
@@ -139,18 +140,19 @@ def fill_section(text: str, content: str, begin: str = BEGIN, end: str = END) ->
     return head + begin + "\n" + content.strip("\n") + "\n" + end + rest.split(end, 1)[1]
 
 
-def docs_section(report: dict, first_seed: dict | None = None) -> str:
+def docs_section(report: dict, balanced: dict | None = None, seeds: list[int] | None = None) -> str:
     """The table as docs/actionworld.md shows it: totals per action and method, then the
-    pooled table with intervals and paired tests over all actions (from ``first_seed``, the
-    parts of the first learning seed, when given: a seed run on some actions only would
-    weigh those actions twice), then over the unnamed actions with every seed
-    (the per-action details stay in table.md)."""
+    pooled table with intervals and paired tests over all actions (from ``balanced``, the
+    parts whose learning ``seeds`` the reference method ran on every action, when given: a
+    seed run on some actions only would weigh those actions more), then over the unnamed
+    actions with every seed (the per-action details stay in table.md)."""
     runs = sum(len(set(r.get("seeds", [0]))) for by in report["results"].values() for r in by.values())
     text = (f"{runs} runs, {report['seconds']['total'] / 60:.0f} CPU-minutes of learning and judging. "
             "Total accuracy per action (the subject asked for *and* the action; 72 images per run):\n\n"
             + totals_matrix(report) + "\n\n"
-            + ("All actions, the first learning seed (the one every method ran everywhere):\n" if first_seed else "All actions:\n")
-            + _compare_section(first_seed or report))
+            + (f"All actions, learning {_seed_words(seeds)} (what {reference_method(report)} ran on every action):\n"
+               if balanced else "All actions:\n")
+            + _compare_section(balanced or report))
     unnamed = [a for a in report.get("unnamed_actions", []) if a in report["results"]]
     if unnamed and len(unnamed) < len(report["results"]):
         sub = {**report, "results": {a: report["results"][a] for a in unnamed}}
@@ -158,6 +160,20 @@ def docs_section(report: dict, first_seed: dict | None = None) -> str:
                  "them, so the text prompt cannot ask for them and only what a method learns can score):\n"
                  + _compare_section(sub))
     return text
+
+
+def balanced_seeds(report: dict) -> list[int]:
+    """The learning seeds the reference method (:func:`reference_method`) ran on every
+    action of ``report``: parts run with only these seeds weigh every action alike."""
+    ref = reference_method(report)
+    per_action = [set(by[ref]["seeds"]) for by in report["results"].values() if ref in by]
+    return sorted(set.intersection(*per_action)) if per_action else []
+
+
+def _seed_words(seeds: list[int] | None) -> str:
+    if not seeds:
+        return "seeds"
+    return f"seed {seeds[0]}" if len(seeds) == 1 else "seeds " + ", ".join(map(str, seeds[:-1])) + f" and {seeds[-1]}"
 
 
 def merge(args) -> dict:
@@ -176,10 +192,10 @@ def merge(args) -> dict:
     print((out / "table.md").read_text())
     if getattr(args, "docs", None):
         path = Path(args.docs)
-        first = min(min(r["settings"]["learn_seeds"]) for r in reports)
-        firsts = [r for r in reports if r["settings"]["learn_seeds"] == [first]]
-        seed_report = merge_reports(firsts) if firsts and len(firsts) < len(reports) else None
-        path.write_text(fill_section(path.read_text(), docs_section(report, seed_report)))
+        seeds = balanced_seeds(report)
+        parts = [r for r in reports if set(r["settings"]["learn_seeds"]) <= set(seeds)]
+        balanced = merge_reports(parts) if parts and len(parts) < len(reports) else None
+        path.write_text(fill_section(path.read_text(), docs_section(report, balanced, seeds)))
         print(f"table section of {path} refilled")
     return report
 

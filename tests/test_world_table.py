@@ -90,3 +90,40 @@ def test_docs_section_adds_the_unnamed_actions_only_table_when_both_kinds_ran():
     assert "| method | salute | sit |" in text and "The unnamed actions only (salute:" in text
     del report["unnamed_actions"]
     assert "unnamed actions only" not in docs_section(report)
+
+
+def test_merge_docs_pools_all_actions_over_the_seeds_adi_ran_everywhere(tmp_path):
+    import argparse
+    import json
+
+    from test_demo import _record, _report
+
+    from evaluate.world_table import BEGIN, END, balanced_seeds, merge
+
+    parts = {
+        "a": _report({"salute": {"adi": _record(0, [[1, 1]] * 2), "sd": _record(0, [[1, 0]] * 2)},
+                      "sit": {"adi": _record(0, [[1, 1]] * 2), "sd": _record(0, [[1, 1]] * 2)}},
+                     {"salute/adi/seed0": 60.0, "sit/adi/seed0": 60.0}),
+        "b": _report({"salute": {"adi": _record(1, [[1, 0]] * 2)}, "sit": {"adi": _record(1, [[1, 0]] * 2)}},
+                     {"salute/adi/seed1": 60.0, "sit/adi/seed1": 60.0}, seeds=(1,)),
+        "c": _report({"salute": {"adi": _record(2, [[1, 1]] * 2)}}, {"salute/adi/seed2": 60.0}, seeds=(2,)),
+    }
+    for name, rep in parts.items():
+        (tmp_path / "world-table" / "parts" / name).mkdir(parents=True)
+        (tmp_path / "world-table" / "parts" / name / "demo.json").write_text(json.dumps({**rep, "unnamed_actions": ["salute"]}))
+    docs = tmp_path / "doc.md"
+    docs.write_text(f"intro\n{BEGIN}\nold\n{END}\nend\n")
+    report = merge(argparse.Namespace(out=str(tmp_path), docs=str(docs)))
+    assert balanced_seeds(report) == [0, 1]  # seed 2 ran on salute only
+    text = docs.read_text()
+    pooled = text.split("All actions, learning seeds 0 and 1 (what adi ran on every action):")[1].split("The unnamed actions only")[0]
+    assert "| adi | 50.0%" in pooled  # seeds 0 and 1 on both actions: 4 of 8; with seed 2 it would be 6 of 10
+    assert "old" not in text and text.startswith("intro\n") and text.endswith("end\n")
+    parts["c"]["results"]["sit"] = {"adi": _record(2, [[1, 1]] * 2)}
+    assert balanced_seeds(merge_reports_of(parts)) == [0, 1, 2]
+
+
+def merge_reports_of(parts):
+    from actionbench.demo import merge_reports
+
+    return merge_reports(list(parts.values()))
