@@ -54,3 +54,23 @@ def test_main_explains_a_folder_without_a_report_or_images(tmp_path):
     (tmp_path / "demo.json").write_text(json.dumps({"settings": {"n": 1}, "results": {"sit": {"sd": {}}}}))
     with pytest.raises(SystemExit, match="no run images"):
         main(["--table", str(tmp_path)])
+
+
+def test_main_refills_the_docs_leakage_section_from_the_run_images(tmp_path):
+    from evaluate.leakage import BEGIN, END
+
+    for method in ("adi", "sd"):
+        folder = tmp_path / "images" / "sit" / method / "seed0"
+        folder.mkdir(parents=True)
+        for k, kind in enumerate(R.SUBJECTS):  # n = 1: one image per subject, in the world's order
+            R.render(kind, "sit", "park", k).save(folder / f"{k:03d}.png")
+    (tmp_path / "demo.json").write_text(json.dumps({"settings": {"n": 1}, "results": {"sit": {"adi": {}, "sd": {}}}}))
+    docs = tmp_path / "doc.md"
+    docs.write_text(f"before\n{BEGIN}\nstale table\n{END}\nafter\n")
+    main(["--table", str(tmp_path), "--docs", str(docs)])
+    text = docs.read_text()
+    assert "stale table" not in text and text.startswith("before\n") and text.endswith(f"{END}\nafter\n")
+    assert "2 runs, every action and learning seed" in text
+    n_animals = str(len(R.ANIMALS))
+    assert f"| {n_animals} | - | - |" in text and "| sd | " in text
+    assert json.loads((tmp_path / "leakage.json").read_text())["sit"]["sd"]["0"] == pytest.approx([0.0] * len(R.ANIMALS), abs=0.5)
