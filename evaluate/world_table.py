@@ -153,6 +153,14 @@ def docs_section(report: dict, balanced: dict | None = None, seeds: list[int] | 
             + (f"All actions, learning {_seed_words(seeds)} (what {reference_method(report)} ran on every action):\n"
                if balanced else "All actions:\n")
             + _compare_section(balanced or report))
+    spread = seed_spread(report)
+    if spread:
+        gaps = sorted(g for _, _, g in spread)
+        worst = max(spread, key=lambda x: x[2])
+        text += (f"\nHow far one learning seed is from another: over the {len(gaps)} pairs of seeds of one learner on "
+                 f"one action, the total differs by {100 * gaps[len(gaps) // 2]:.0f} points at the median and "
+                 f"{100 * gaps[-1]:.0f} at most ({worst[1]} on {worst[0]}); a one-seed row is that uncertain "
+                 "before any image is drawn.\n")
     unnamed = [a for a in report.get("unnamed_actions", []) if a in report["results"]]
     if unnamed and len(unnamed) < len(report["results"]):
         sub = {**report, "results": {a: report["results"][a] for a in unnamed}}
@@ -160,6 +168,22 @@ def docs_section(report: dict, balanced: dict | None = None, seeds: list[int] | 
                  "them, so the text prompt cannot ask for them and only what a method learns can score):\n"
                  + _compare_section(sub))
     return text
+
+
+def seed_spread(report: dict) -> list[tuple[str, str, float]]:
+    """(action, method, |total of seed a - total of seed b|) for every pair of learning seeds
+    of one method on one action: how much a learning seed alone moves a run's total."""
+    out = []
+    for action, by in report["results"].items():
+        for method, r in by.items():
+            totals = {}
+            for seed, (subject_ok, action_ok) in zip(r.get("seeds", []), r.get("hits", [])):
+                t = totals.setdefault(seed, [0, 0])
+                t[0] += bool(subject_ok and action_ok)
+                t[1] += 1
+            rates = [k / n for k, n in (totals[sd] for sd in sorted(totals))]
+            out += [(action, method, abs(a - b)) for i, a in enumerate(rates) for b in rates[i + 1:]]
+    return out
 
 
 def balanced_seeds(report: dict) -> list[int]:

@@ -127,3 +127,19 @@ def merge_reports_of(parts):
     from actionbench.demo import merge_reports
 
     return merge_reports(list(parts.values()))
+
+
+def test_seed_spread_gives_each_pair_of_learning_seeds_its_total_gap():
+    from test_demo import _record
+
+    from actionbench.demo import fold_scores
+    from evaluate.world_table import docs_section, seed_spread
+
+    three = fold_scores(fold_scores(_record(0, [[1, 1]] * 4), _record(1, [[1, 1], [1, 0], [0, 1], [1, 0]])),
+                        _record(2, [[1, 0]] * 4))  # totals 1.0, 0.25, 0.0
+    report = {"results": {"salute": {"adi": three, "sd": _record(0, [[1, 1]] * 4)}}, "seconds": {"total": 60.0}}
+    gaps = sorted(seed_spread(report), key=lambda x: x[2])
+    assert [round(g, 2) for _, _, g in gaps] == [0.25, 0.75, 1.0] and {m for _, m, _ in gaps} == {"adi"}
+    text = docs_section(report)
+    assert "over the 3 pairs of seeds" in text and "75 points at the median and 100 at most (adi on salute)" in text
+    assert "pairs of seeds" not in docs_section({**report, "results": {"salute": {"sd": _record(0, [[1, 1]] * 4)}}})
