@@ -142,15 +142,16 @@ def fill_section(text: str, content: str, begin: str = BEGIN, end: str = END) ->
 
 def docs_section(report: dict, balanced: dict | None = None, seeds: list[int] | None = None) -> str:
     """The table as docs/actionworld.md shows it: totals per action and method, then the
-    pooled table with intervals and paired tests over all actions (from ``balanced``, the
-    parts whose learning ``seeds`` the reference method ran on every action, when given: a
-    seed run on some actions only would weigh those actions more), then over the unnamed
+    pooled table with intervals and paired tests over all actions (from ``balanced``, each
+    method's runs with the seeds it ran on every action, :func:`balanced_parts`; ``seeds``
+    are the reference method's), then over the unnamed
     actions with every seed (the per-action details stay in table.md)."""
     runs = sum(len(set(r.get("seeds", [0]))) for by in report["results"].values() for r in by.values())
     text = (f"{runs} runs, {report['seconds']['total'] / 60:.0f} CPU-minutes of learning and judging. "
             "Total accuracy per action (the subject asked for *and* the action; 72 images per run):\n\n"
             + totals_matrix(report) + "\n\n"
-            + (f"All actions, learning {_seed_words(seeds)} (what {reference_method(report)} ran on every action):\n"
+            + (f"All actions, each method with the learning seeds it ran on every action "
+               f"({reference_method(report)}: {_seed_words(seeds)}):\n"
                if balanced else "All actions:\n")
             + _compare_section(balanced or report))
     spread = seed_spread(report)
@@ -186,12 +187,28 @@ def seed_spread(report: dict) -> list[tuple[str, str, float]]:
     return out
 
 
-def balanced_seeds(report: dict) -> list[int]:
-    """The learning seeds the reference method (:func:`reference_method`) ran on every
-    action of ``report``: parts run with only these seeds weigh every action alike."""
-    ref = reference_method(report)
-    per_action = [set(by[ref]["seeds"]) for by in report["results"].values() if ref in by]
+def balanced_seeds(report: dict, method: str | None = None) -> list[int]:
+    """The learning seeds ``method`` (default the reference method, :func:`reference_method`)
+    ran on every action of ``report`` it ran: parts with only these seeds weigh every action alike."""
+    method = method or reference_method(report)
+    per_action = [set(by[method]["seeds"]) for by in report["results"].values() if method in by]
     return sorted(set.intersection(*per_action)) if per_action else []
+
+
+def balanced_parts(reports: list[dict], merged: dict) -> list[dict]:
+    """The parts' reports with each method's runs kept only where the part's learning seeds
+    are among the seeds that method ran on every action (:func:`balanced_seeds`): a seed a
+    method ran on a few actions only would weigh those actions more in a pooled table."""
+    methods = {m for by in merged["results"].values() for m in by}
+    keep = {m: set(balanced_seeds(merged, m)) for m in methods}
+    out = []
+    for r in reports:
+        seeds = set(r["settings"]["learn_seeds"])
+        results = {a: {m: rec for m, rec in by.items() if seeds <= keep[m]} for a, by in r["results"].items()}
+        results = {a: by for a, by in results.items() if by}
+        if results:
+            out.append({**r, "results": results})
+    return out
 
 
 def _seed_words(seeds: list[int] | None) -> str:
@@ -217,8 +234,8 @@ def merge(args) -> dict:
     if getattr(args, "docs", None):
         path = Path(args.docs)
         seeds = balanced_seeds(report)
-        parts = [r for r in reports if set(r["settings"]["learn_seeds"]) <= set(seeds)]
-        balanced = merge_reports(parts) if parts and len(parts) < len(reports) else None
+        parts = balanced_parts(reports, report)
+        balanced = merge_reports(parts) if parts and parts != reports else None
         path.write_text(fill_section(path.read_text(), docs_section(report, balanced, seeds)))
         print(f"table section of {path} refilled")
     return report

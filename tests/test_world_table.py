@@ -107,6 +107,10 @@ def test_merge_docs_pools_all_actions_over_the_seeds_adi_ran_everywhere(tmp_path
         "b": _report({"salute": {"adi": _record(1, [[1, 0]] * 2)}, "sit": {"adi": _record(1, [[1, 0]] * 2)}},
                      {"salute/adi/seed1": 60.0, "sit/adi/seed1": 60.0}, seeds=(1,)),
         "c": _report({"salute": {"adi": _record(2, [[1, 1]] * 2)}}, {"salute/adi/seed2": 60.0}, seeds=(2,)),
+        # an ablation: seed 0 on both actions, seed 1 on salute only
+        "d": _report({"salute": {"abl": _record(0, [[1, 1]] * 2)}, "sit": {"abl": _record(0, [[1, 1]] * 2)}},
+                     {"salute/abl/seed0": 60.0, "sit/abl/seed0": 60.0}),
+        "e": _report({"salute": {"abl": _record(1, [[1, 0]] * 2)}}, {"salute/abl/seed1": 60.0}, seeds=(1,)),
     }
     for name, rep in parts.items():
         (tmp_path / "world-table" / "parts" / name).mkdir(parents=True)
@@ -116,8 +120,11 @@ def test_merge_docs_pools_all_actions_over_the_seeds_adi_ran_everywhere(tmp_path
     report = merge(argparse.Namespace(out=str(tmp_path), docs=str(docs)))
     assert balanced_seeds(report) == [0, 1]  # seed 2 ran on salute only
     text = docs.read_text()
-    pooled = text.split("All actions, learning seeds 0 and 1 (what adi ran on every action):")[1].split("The unnamed actions only")[0]
+    header = "All actions, each method with the learning seeds it ran on every action (adi: seeds 0 and 1):"
+    pooled = text.split(header)[1].split("The unnamed actions only")[0]
     assert "| adi | 50.0%" in pooled  # seeds 0 and 1 on both actions: 4 of 8; with seed 2 it would be 6 of 10
+    abl = next(line for line in pooled.splitlines() if line.startswith("| abl |")).split(" | ")
+    assert abl[1].startswith("100.0%") and abl[5] == "4"  # its seed 1 (salute only) is left out: 4 images, all hits
     assert "old" not in text and text.startswith("intro\n") and text.endswith("end\n")
     parts["c"]["results"]["sit"] = {"adi": _record(2, [[1, 1]] * 2)}
     assert balanced_seeds(merge_reports_of(parts)) == [0, 1, 2]
