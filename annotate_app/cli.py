@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 from actionbench.errors import ActionBenchError
@@ -16,6 +21,37 @@ def command(run_dir: str | Path, port: int = 8501, headless: bool = True) -> lis
     return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port),
             "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false",
             "--", str(Path(run_dir).resolve())]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(run_dir: str | Path, port: int, timeout: float = 300) -> subprocess.Popen:
+    """Serve the app for ``run_dir`` in the background (its own process group) and return once
+    Streamlit answers its health check; ``timeout`` is generous: a loaded 2-core machine
+    imports streamlit slowly."""
+    proc = subprocess.Popen(command(run_dir, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
+            return proc
+        except OSError:
+            time.sleep(0.5)
+    stop_server(proc)
+    raise ActionBenchError(f"streamlit did not start (exit code {proc.returncode})")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """Kill a server from :func:`start_server` and its process group at once (no cleanup)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def cmd_annotate(args) -> None:

@@ -31,9 +31,8 @@ import argparse
 import json
 from pathlib import Path
 
-from actionbench.demo import (DemoSettings, _compare_section, merge_reports, parse_method_spec, reference_method, run_demo,
-                             totals_matrix,
-                             world_actions, write_tables)
+from actionbench.demo import (DemoSettings, _compare_section, _slots, merge_reports, parse_method_spec, reference_method,
+                             run_demo, totals_matrix, world_actions, write_tables)
 
 # learning rates tried per learner on the 64 px world model (token methods around the
 # demo's 5e-3, weight tuners around their papers' rates scaled up for a 5M-parameter UNet)
@@ -176,13 +175,12 @@ def seed_spread(report: dict) -> list[tuple[str, str, float]]:
     of one method on one action: how much a learning seed alone moves a run's total."""
     out = []
     for action, by in report["results"].items():
-        for method, r in by.items():
-            totals = {}
-            for seed, (subject_ok, action_ok) in zip(r.get("seeds", []), r.get("hits", [])):
-                t = totals.setdefault(seed, [0, 0])
-                t[0] += bool(subject_ok and action_ok)
-                t[1] += 1
-            rates = [k / n for k, n in (totals[sd] for sd in sorted(totals))]
+        for method in by:
+            tot, _, _, clusters = _slots(report, method, [action])  # clusters: "action/seed", one per slot
+            per_seed: dict[str, list[int]] = {}
+            for hit, cluster in zip(tot, clusters):
+                per_seed.setdefault(cluster, []).append(hit)
+            rates = [sum(v) / len(v) for v in per_seed.values()]
             out += [(action, method, abs(a - b)) for i, a in enumerate(rates) for b in rates[i + 1:]]
     return out
 

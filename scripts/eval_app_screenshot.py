@@ -13,17 +13,11 @@ Needs chromium and playwright (``make install``).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
-from annotate_app.cli import command
+from annotate_app.cli import free_port, start_server, stop_server
 from actionbench.world.benchmark import BENCH_DIR
 from evaluate.manifest import append_jsonl, manifest_shard
 
@@ -57,23 +51,10 @@ def main() -> None:
     args = p.parse_args()
     if not args.chromium:
         raise SystemExit("chromium not found: make install, or --chromium PATH")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        run = build_run(Path(tmp))
-        server = subprocess.Popen(command(run, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  start_new_session=True)
+        server = start_server(build_run(Path(tmp)), port)
         try:
-            deadline = time.monotonic() + 300
-            while True:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise SystemExit(f"streamlit did not start (exit code {server.poll()})")
-                    time.sleep(0.5)
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=args.chromium, args=["--no-sandbox"])
                 page = browser.new_page(viewport={"width": 1200, "height": 800})
@@ -87,9 +68,7 @@ def main() -> None:
                 page.screenshot(path=args.out, full_page=True)
                 browser.close()
         finally:
-            if server.poll() is None:
-                os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+            stop_server(server)
     print(f"wrote {args.out}")
 
 

@@ -7,49 +7,17 @@ skipped cleanly without them.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import time
-import urllib.request
 
 import pytest
 
-from annotate_app.cli import command
+from annotate_app.cli import free_port, start_server, stop_server
 from annotate_app.store import RatingStore, rating_order
 
 from test_annotate_app import fake_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make install)")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(run_dir, port):
-    proc = subprocess.Popen(command(run_dir, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.monotonic() + 300  # generous: a loaded 2-core machine imports streamlit slowly
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
-            return proc
-        except OSError:
-            time.sleep(0.5)
-    kill(proc)
-    raise AssertionError(f"streamlit did not start (exit code {proc.returncode})")
-
-
-def kill(proc):
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)  # the server's own process group (start_new_session), no cleanup
-    proc.wait()
 
 
 def settled(page):
@@ -89,7 +57,7 @@ def test_rate_kill_restart_nothing_lost(tmp_path, actionbench_root):
             page.set_default_timeout(60_000)
             page.goto(f"http://127.0.0.1:{port}")
             rate(page, "ann", [(True, False), (False, True)])
-            kill(server)  # the tab stays open, the server dies without warning
+            stop_server(server)  # the tab stays open, the server dies without warning
             assert RatingStore(run_dir).complete("ann") and len(RatingStore(run_dir).complete("ann")) == 2
             server = start_server(run_dir, port)
             page = browser.new_page()
@@ -100,7 +68,7 @@ def test_rate_kill_restart_nothing_lost(tmp_path, actionbench_root):
             page.get_by_text("2 of 4 rated").wait_for()  # nothing lost: the app continues at image 3
             browser.close()
     finally:
-        kill(server)
+        stop_server(server)
     answers = RatingStore(run_dir).for_rater("ann")
     assert sorted((v["action_ok"], v["subject_ok"]) for v in answers.values()) == [(False, True), (True, False)]
 
@@ -168,5 +136,5 @@ def test_keyboard_only_rating(tmp_path, actionbench_root):
             fresh_image(3)
             browser.close()
     finally:
-        kill(server)
+        stop_server(server)
     assert _answers(run_dir, "kim") == {order[0]: (True, False), order[1]: (False, True), order[2]: (True, True)}

@@ -98,6 +98,7 @@ def test_merge_docs_pools_all_actions_over_the_seeds_adi_ran_everywhere(tmp_path
 
     from test_demo import _record, _report
 
+    from actionbench.demo import merge_reports
     from evaluate.world_table import BEGIN, END, balanced_seeds, merge
 
     parts = {
@@ -127,13 +128,7 @@ def test_merge_docs_pools_all_actions_over_the_seeds_adi_ran_everywhere(tmp_path
     assert abl[1].startswith("100.0%") and abl[5] == "4"  # its seed 1 (salute only) is left out: 4 images, all hits
     assert "old" not in text and text.startswith("intro\n") and text.endswith("end\n")
     parts["c"]["results"]["sit"] = {"adi": _record(2, [[1, 1]] * 2)}
-    assert balanced_seeds(merge_reports_of(parts)) == [0, 1, 2]
-
-
-def merge_reports_of(parts):
-    from actionbench.demo import merge_reports
-
-    return merge_reports(list(parts.values()))
+    assert balanced_seeds(merge_reports(list(parts.values()))) == [0, 1, 2]
 
 
 def test_seed_spread_gives_each_pair_of_learning_seeds_its_total_gap():
