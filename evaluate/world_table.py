@@ -112,7 +112,8 @@ def table(args) -> None:
     out = Path(args.out) / "world-table" / "parts" / args.part
     report = run_demo(s, out, resume=True)
     write_tables(report, out)
-    merge(args)
+    if not args.no_merge:
+        merge(args)
 
 
 def mask_kept(learned_dir: Path) -> dict[str, float]:
@@ -255,6 +256,9 @@ if __name__ == "__main__":
     p.add_argument("--part", default="main", help="this part's name: its report goes to world-table/parts/PART")
     p.add_argument("--docs", help="with merge: refill the table section of this markdown file (docs/actionworld.md)")
     p.add_argument("--threads", type=int, help="torch threads of this process (default torch's)")
+    p.add_argument("--no-merge", action="store_true",
+                   help="with table: only write this part's report (skip folding every part into world-table, "
+                        "2-3 CPU-min of bootstrap; run merge once after the last part)")
     args = p.parse_args()
     if args.threads:
         import torch
