@@ -145,3 +145,24 @@ def test_seed_spread_gives_each_pair_of_learning_seeds_its_total_gap():
     text = docs_section(report)
     assert "over the 3 pairs of seeds" in text and "75 points at the median and 100 at most (adi on salute)" in text
     assert "pairs of seeds" not in docs_section({**report, "results": {"salute": {"sd": _record(0, [[1, 1]] * 4)}}})
+
+
+def test_table_no_merge_writes_the_part_but_leaves_the_merged_table_alone(tmp_path, monkeypatch):
+    import argparse
+    import json
+
+    import evaluate.world_table as wt
+
+    sweep_dir = tmp_path / "world-sweep"
+    sweep_dir.mkdir()
+    (sweep_dir / "chosen_lr.json").write_text(json.dumps({"lr": {m: lrs[0] for m, lrs in SWEEP.items()}}))
+    ran, merged = [], []
+    monkeypatch.setattr(wt, "run_demo", lambda s, out, resume: ran.append((s.actions, s.learn_seeds, out)) or {})
+    monkeypatch.setattr(wt, "write_tables", lambda report, out: None)
+    monkeypatch.setattr(wt, "merge", lambda args: merged.append(args.part))
+    args = argparse.Namespace(out=str(tmp_path), methods="adi", actions="salute", seeds="2", n_table=8,
+                              images_seen=600, device="cpu", part="u", no_merge=True)
+    wt.table(args)
+    assert ran == [(("salute",), (2,), tmp_path / "world-table" / "parts" / "u")] and merged == []
+    wt.table(argparse.Namespace(**{**vars(args), "no_merge": False}))
+    assert merged == ["u"]
