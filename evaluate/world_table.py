@@ -217,9 +217,11 @@ def _seed_words(seeds: list[int] | None) -> str:
 
 
 def merge(args) -> dict:
-    """Every part's ``demo.json`` under ``world-table/parts`` as one report and table in ``world-table``."""
+    """Every part's ``demo.json`` under ``world-table/parts`` as one report and table in ``world-table``.
+    Parts are read in the order they were named (a-z, then aa, ab, ...), so the table's action
+    columns keep the order of the first parts."""
     out = Path(args.out) / "world-table"
-    paths = sorted((out / "parts").glob("*/demo.json"))
+    paths = sorted((out / "parts").glob("*/demo.json"), key=lambda p: (len(p.parent.name), p.parent.name))
     if not paths:
         raise SystemExit(f"no parts under {out / 'parts'}: run the table first (python -m evaluate.world_table table)")
     reports = [json.loads(p.read_text()) for p in paths]

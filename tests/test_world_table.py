@@ -166,3 +166,20 @@ def test_table_no_merge_writes_the_part_but_leaves_the_merged_table_alone(tmp_pa
     assert ran == [(("salute",), (2,), tmp_path / "world-table" / "parts" / "u")] and merged == []
     wt.table(argparse.Namespace(**{**vars(args), "no_merge": False}))
     assert merged == ["u"]
+
+
+def test_merge_reads_parts_in_the_order_they_were_named(tmp_path):
+    import argparse
+    import json
+
+    from test_demo import _record, _report
+
+    from evaluate.world_table import merge
+
+    for name, action in (("aa", "sit"), ("b", "cheer"), ("a", "salute")):
+        rep = _report({action: {"adi": _record(0, [[1, 1]] * 2)}}, {f"{action}/adi/seed0": 60.0})
+        (tmp_path / "world-table" / "parts" / name).mkdir(parents=True)
+        (tmp_path / "world-table" / "parts" / name / "demo.json").write_text(json.dumps(rep))
+    report = merge(argparse.Namespace(out=str(tmp_path), docs=None))
+    assert list(report["results"]) == ["salute", "cheer", "sit"]  # a, b, then aa (plain sorting: a, aa, b)
+    assert report["parts"] == ["parts/a", "parts/b", "parts/aa"]
