@@ -4,6 +4,15 @@ from actionbench.demo import DemoSettings, demo_config
 from evaluate.world_table import ADI_ABLATIONS, SWEEP, choose_lr, sweep_specs, table_specs
 
 
+def _write_part(out, name, report):
+    """Writes ``report`` as the world table's part ``name`` under ``out``, as `table --part` does."""
+    import json
+
+    folder = out / "world-table" / "parts" / name
+    folder.mkdir(parents=True)
+    (folder / "demo.json").write_text(json.dumps(report))
+
+
 def test_sweep_specs_are_valid_demo_specs_with_their_rates():
     specs = sweep_specs()
     assert len(specs) == sum(len(v) for v in SWEEP.values())
@@ -94,7 +103,6 @@ def test_docs_section_adds_the_unnamed_actions_only_table_when_both_kinds_ran():
 
 def test_merge_docs_pools_all_actions_over_the_seeds_adi_ran_everywhere(tmp_path):
     import argparse
-    import json
 
     from test_demo import _record, _report
 
@@ -114,8 +122,7 @@ def test_merge_docs_pools_all_actions_over_the_seeds_adi_ran_everywhere(tmp_path
         "e": _report({"salute": {"abl": _record(1, [[1, 0]] * 2)}}, {"salute/abl/seed1": 60.0}, seeds=(1,)),
     }
     for name, rep in parts.items():
-        (tmp_path / "world-table" / "parts" / name).mkdir(parents=True)
-        (tmp_path / "world-table" / "parts" / name / "demo.json").write_text(json.dumps({**rep, "unnamed_actions": ["salute"]}))
+        _write_part(tmp_path, name, {**rep, "unnamed_actions": ["salute"]})
     docs = tmp_path / "doc.md"
     docs.write_text(f"intro\n{BEGIN}\nold\n{END}\nend\n")
     report = merge(argparse.Namespace(out=str(tmp_path), docs=str(docs)))
@@ -170,16 +177,13 @@ def test_table_no_merge_writes_the_part_but_leaves_the_merged_table_alone(tmp_pa
 
 def test_merge_reads_parts_in_the_order_they_were_named(tmp_path):
     import argparse
-    import json
 
     from test_demo import _record, _report
 
     from evaluate.world_table import merge
 
     for name, action in (("aa", "sit"), ("b", "cheer"), ("a", "salute")):
-        rep = _report({action: {"adi": _record(0, [[1, 1]] * 2)}}, {f"{action}/adi/seed0": 60.0})
-        (tmp_path / "world-table" / "parts" / name).mkdir(parents=True)
-        (tmp_path / "world-table" / "parts" / name / "demo.json").write_text(json.dumps(rep))
+        _write_part(tmp_path, name, _report({action: {"adi": _record(0, [[1, 1]] * 2)}}, {f"{action}/adi/seed0": 60.0}))
     report = merge(argparse.Namespace(out=str(tmp_path), docs=None))
     assert list(report["results"]) == ["salute", "cheer", "sit"]  # a, b, then aa (plain sorting: a, aa, b)
     assert report["parts"] == ["parts/a", "parts/b", "parts/aa"]
