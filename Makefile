@@ -15,4 +15,6 @@ demo: install
 	actionbench demo
 
 test: install
+	lint-imports  # the floors: no lower package imports a higher one, no import circles (pyproject.toml)
+	ruff check .
 	$(PYTHON) -m pytest -q

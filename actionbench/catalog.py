@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -21,13 +21,13 @@ class Subject:
         return f"{self.name} {fill}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def actions() -> dict[str, str]:
     """ActionBench action name -> the phrase the paper uses for it (8 actions)."""
     return dict(yaml.safe_load((DATA / "actions.yaml").read_text()))
 
 
-@lru_cache(maxsize=None)
+@cache
 def subjects() -> tuple[Subject, ...]:
     """The paper's 23 evaluation subjects, in its order."""
     data = yaml.safe_load((DATA / "subjects.yaml").read_text())

@@ -17,7 +17,7 @@ from .errors import ActionBenchError
 # Subcommand groups living in other packages: module name -> function(subparsers).
 PLUGINS = (
     ("actionbench.world.cli", "add_world_parser"),
-    ("actionbench.demo", "add_parser"),
+    ("evaluate.demo", "add_parser"),
     ("evaluate.cli", "add_parsers"),  # run, judge, tables
     ("evaluate.speed", "add_parser"),  # speed
     ("annotate_app.cli", "add_parser"),  # annotate

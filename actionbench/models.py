@@ -24,7 +24,6 @@ import torch
 from .errors import ActionBenchError
 from .model_registry import load_from_hub
 from .model_registry import pipeline_class_name as registry_pipeline_class
-from .sdxl import SDXLPipelineSpec, build_sdxl_pipeline  # noqa: F401  (re-exported)
 
 DEFAULT_MODEL = "sd21-base"  # the paper's SD 2.1-base, through the registry
 WORLD_MODEL_DIR = Path(__file__).parent / "world" / "model"

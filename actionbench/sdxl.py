@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .models import ddim_scheduler, small_vae
+
 
 @dataclass
 class SDXLPipelineSpec:
@@ -100,8 +102,6 @@ def build_sdxl_unet(spec: SDXLPipelineSpec):
 def build_sdxl_pipeline(spec: SDXLPipelineSpec | None = None, seed: int = 0):
     """A randomly initialised ``StableDiffusionXLPipeline`` with the real CLIP tokenizers."""
     from diffusers import StableDiffusionXLPipeline
-
-    from .models import ddim_scheduler, small_vae  # here, not at the top: models imports this module
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     from .tokenizer import clip_tokenizer

@@ -1,82 +1,13 @@
-"""The raters' answers, in SQLite inside the run folder (``ratings.sqlite``).
-
-Every answer is written and committed the moment it is given (one row per rater and
-image, one column per question), so a closed tab or a killed server loses nothing. WAL
-mode lets several raters' sessions write at once.
-"""
+"""What the rating app adds to the ratings store: each rater's image order and the answer
+buttons' opaque keys. The store itself (``RatingStore``, ``read_ratings``) is
+:mod:`evaluate.ratings`, re-exported here so ``annotate_app.store`` imports keep working."""
 
 from __future__ import annotations
 
 import hashlib
 import random
-import sqlite3
-import time
-from pathlib import Path
 
-from actionbench.errors import ActionBenchError
-
-QUESTIONS = ("action_ok", "subject_ok")
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS ratings (
-    rater      TEXT NOT NULL,
-    image_id   TEXT NOT NULL,
-    action_ok  INTEGER,          -- 1 right, 0 wrong, NULL not answered yet
-    subject_ok INTEGER,
-    updated    REAL NOT NULL,    -- unix time of the last answer
-    PRIMARY KEY (rater, image_id)
-);
-"""
-DB_NAME = "ratings.sqlite"
-
-
-class RatingStore:
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        if self.path.is_dir():
-            self.path = self.path / DB_NAME
-        self._conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")  # an answer survives a power cut, not only a kill
-        self._conn.executescript(SCHEMA)
-        self._conn.commit()
-
-    def answer(self, rater: str, image_id: str, question: str, value: bool) -> None:
-        """Store one answer now (insert or update)."""
-        if question not in QUESTIONS:
-            raise ActionBenchError(f"unknown question {question!r} (known: {', '.join(QUESTIONS)})")
-        rater = rater.strip()
-        if not rater:
-            raise ActionBenchError("a rater needs a name")
-        with self._conn:  # commits on exit
-            self._conn.execute(
-                f"INSERT INTO ratings (rater, image_id, {question}, updated) VALUES (?, ?, ?, ?) "
-                f"ON CONFLICT (rater, image_id) DO UPDATE SET {question} = excluded.{question}, updated = excluded.updated",
-                (rater, image_id, int(bool(value)), time.time()),
-            )
-
-    def for_rater(self, rater: str) -> dict[str, dict[str, bool | None]]:
-        """image_id -> {question: answer or None} for one rater."""
-        rows = self._conn.execute("SELECT image_id, action_ok, subject_ok FROM ratings WHERE rater = ?", (rater,))
-        return {r[0]: {"action_ok": _b(r[1]), "subject_ok": _b(r[2])} for r in rows}
-
-    def complete(self, rater: str) -> set[str]:
-        """Images this rater has answered both questions for."""
-        return {k for k, v in self.for_rater(rater).items() if None not in v.values()}
-
-    def raters(self) -> list[str]:
-        return [r[0] for r in self._conn.execute("SELECT DISTINCT rater FROM ratings ORDER BY rater")]
-
-    def frame(self):
-        """All answers as a pandas DataFrame (rater, image_id, action_ok, subject_ok, updated)."""
-        import pandas as pd
-
-        df = pd.read_sql_query("SELECT rater, image_id, action_ok, subject_ok, updated FROM ratings", self._conn)
-        for q in QUESTIONS:
-            df[q] = df[q].astype("boolean")
-        return df
-
-    def close(self) -> None:
-        self._conn.close()
+from evaluate.ratings import DB_NAME, QUESTIONS, RatingStore, read_ratings  # noqa: F401  (re-exported)
 
 
 def rating_order(image_ids: list[str], rater: str) -> list[str]:
@@ -91,22 +22,3 @@ def widget_key(question: str, answer: str, image_id: str) -> str:
     """An opaque key for an answer button: Streamlit puts keys into the page (CSS classes),
     and image ids name the method, which raters must not see."""
     return f"{question}-{answer}-{hashlib.sha256(image_id.encode()).hexdigest()[:16]}"
-
-
-def _b(x) -> bool | None:
-    return None if x is None else bool(x)
-
-
-def read_ratings(run_dir: str | Path):
-    """The run's ratings (empty DataFrame when nobody has rated yet)."""
-    import pandas as pd
-
-    path = Path(run_dir) / DB_NAME
-    if not path.exists():
-        return pd.DataFrame({"rater": pd.Series(dtype=str), "image_id": pd.Series(dtype=str),
-                             "action_ok": pd.Series(dtype="boolean"), "subject_ok": pd.Series(dtype="boolean")})
-    store = RatingStore(path)
-    try:
-        return store.frame()
-    finally:
-        store.close()

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from actionbench.errors import ActionBenchError
 from methods.config import read_yaml_mapping
 
@@ -61,7 +60,7 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "run config") -> "RunConfig":
+    def from_dict(cls, data: dict[str, Any], where: str = "run config") -> RunConfig:
         data = dict(data)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
@@ -76,7 +75,7 @@ class RunConfig:
             raise ActionBenchError(f"{where}: {err}") from None
 
     @classmethod
-    def from_yaml(cls, path: str | Path, **overrides) -> "RunConfig":
+    def from_yaml(cls, path: str | Path, **overrides) -> RunConfig:
         path = Path(path)
         if not path.is_file() and (CONFIGS / f"{path}.yaml").is_file():
             path = CONFIGS / f"{path}.yaml"  # `--config paper` names a shipped config

@@ -24,8 +24,18 @@ import yaml
 from actionbench.errors import ActionBenchError
 
 from .config import MethodEntry, RunConfig
-from .manifest import (ImageRecord, append_jsonl, image_id, manifest_shard, read_manifest, read_verdicts, record_dict,
-                       slug, verdict_shard, write_merged)
+from .manifest import (
+    ImageRecord,
+    append_jsonl,
+    image_id,
+    manifest_shard,
+    read_manifest,
+    read_verdicts,
+    record_dict,
+    slug,
+    verdict_shard,
+    write_merged,
+)
 
 
 @dataclass

@@ -89,9 +89,8 @@ def judge_scores(verdicts: pd.DataFrame, judge: str) -> pd.DataFrame:
 
 def sources(run_dir: str | Path, which: str = "all") -> dict[str, pd.DataFrame]:
     """Per-image scores by source name (``human``, ``judge:pose``, ...)."""
-    from annotate_app.store import read_ratings
-
     from .manifest import read_verdicts
+    from .ratings import read_ratings
 
     which = "all" if which == "both" else which
     out = {}
@@ -201,9 +200,8 @@ def _cell(x) -> str:
 
 def build_tables(run_dir: str | Path, source: str = "all", paper: bool = False) -> dict[str, pd.DataFrame]:
     """Everything ``actionbench tables`` prints: overall, per action, agreement, and the long table."""
-    from annotate_app.store import read_ratings
-
     from .manifest import read_manifest, read_verdicts
+    from .ratings import read_ratings
 
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)

@@ -31,8 +31,18 @@ import argparse
 import json
 from pathlib import Path
 
-from actionbench.demo import (DemoSettings, _compare_section, _slots, merge_reports, parse_method_spec, reference_method,
-                             run_demo, totals_matrix, world_actions, write_tables)
+from evaluate.demo import (
+    DemoSettings,
+    _compare_section,
+    _slots,
+    merge_reports,
+    parse_method_spec,
+    reference_method,
+    run_demo,
+    totals_matrix,
+    world_actions,
+    write_tables,
+)
 
 # learning rates tried per learner on the 64 px world model (token methods around the
 # demo's 5e-3, weight tuners around their papers' rates scaled up for a 5M-parameter UNet)

@@ -1,7 +1,7 @@
 """ControlNet with OpenPose skeletons (Zhang et al., ICCV 2023): the paper's no-learning pose baseline.
 
 Nothing is trained. ``learn`` takes each exemplar's pose (the benchmark's given keypoints,
-``poses.json``, when it ships them; else a detector, :mod:`methods.pose_drawing`) and stores
+``poses.json``, when it ships them; else a detector, :mod:`actionbench.pose_drawing`) and stores
 the skeleton images, as PNG bytes, in the learned file, with the ControlNet to load (hub
 id, local folder, or ``world``) and each pose's source in its metadata. Generation writes the action phrase into
 the prompt, as the ``sd`` row does, and draws image i (seed s) with an OpenPose ControlNet
@@ -87,7 +87,7 @@ def check_world_controlnet(pipe, folder: str) -> None:
     import json
     import warnings
 
-    from .learned import model_fingerprint
+    from actionbench.fingerprint import model_fingerprint
 
     info = Path(folder, "actionworld_controlnet.json")
     trained_on = (json.loads(info.read_text()).get("base_fingerprint") or {}) if info.exists() else {}
@@ -161,8 +161,7 @@ class ControlNetPose(Method):
 
     def setup(self, work_dir) -> None:
         from actionbench.models import resolve_controlnet
-
-        from .pose_drawing import given_pose_image, openpose_detector, pose_image
+        from actionbench.pose_drawing import given_pose_image, openpose_detector, pose_image
 
         cfg = self.config
         self.controlnet = cfg.controlnet or default_controlnet(self.pipe)

@@ -26,7 +26,16 @@ from .base import PromptEncoder
 from .config import MethodConfig
 from .learned import LearnedAction
 from .registry import register
-from .weights import WeightMethod, add_lora, load_lora, load_weights, lora_state, prefixed, prior_preservation_loss, unprefixed
+from .weights import (
+    WeightMethod,
+    add_lora,
+    load_lora,
+    load_weights,
+    lora_state,
+    prefixed,
+    prior_preservation_loss,
+    unprefixed,
+)
 
 
 @dataclass

@@ -14,15 +14,7 @@ from __future__ import annotations
 import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
 
-_BLOCK_ORDER = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2}
-
-
-def cross_attention_layers(unet) -> list[str]:
-    """Names of the UNet's cross-attention (attn2) processors in order down, mid, up."""
-    names = [n for n in unet.attn_processors if n.endswith("attn2.processor")]
-    # attn_processors walks modules in registration order (down, up, mid); the paper
-    # counts layers down -> mid -> up, so sort by block group, keeping order within.
-    return sorted(names, key=lambda n: _BLOCK_ORDER.get(n.split(".", 1)[0], 3))
+from actionbench.fingerprint import cross_attention_layers  # noqa: F401  (re-exported: methods.layerwise)
 
 
 class LayerwiseAttnProcessor(AttnProcessor2_0):

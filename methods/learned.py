@@ -12,7 +12,6 @@ into. Files from before SDXL support have no family and are SD 1.x/2.x ones.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -25,48 +24,9 @@ from safetensors.torch import save_file
 
 import actionbench
 from actionbench.errors import ActionBenchError
-
-from .layerwise import cross_attention_layers
-from .tokens import TextEncoders
+from actionbench.fingerprint import FAMILIES, describe, model_fingerprint  # noqa: F401  (re-exported: methods.learned.model_fingerprint)
 
 META_KEY = "actionbench"
-FAMILIES = {"sd": "an SD 1.x/2.x model", "sdxl": "an SDXL model"}
-
-
-def _architecture(pipe) -> str:
-    """A short hash of the UNet's config and the text encoders' depth and activation."""
-    unet = {k: v for k, v in dict(pipe.unet.config).items() if not k.startswith("_")}
-    te = pipe.text_encoder.config
-    arch = {"unet": unet, "text": [te.num_hidden_layers, te.hidden_act, te.hidden_size]}
-    if getattr(pipe, "text_encoder_2", None) is not None:  # (absent on SD: its hashes stay as they were)
-        te2 = pipe.text_encoder_2.config
-        arch["text_2"] = [te2.num_hidden_layers, te2.hidden_act, te2.hidden_size, te2.projection_dim]
-    blob = json.dumps(arch, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def describe(fingerprint: dict[str, Any]) -> str:
-    """``an SDXL model (text encoders 768 + 1280 wide, 70 cross-attention layers)``, from a fingerprint."""
-    family = fingerprint.get("family", "sd")
-    widths = fingerprint.get("text_encoder_widths", [fingerprint.get("token_width")])
-    wide = " + ".join(map(str, widths))
-    encoders = f"text encoders {wide} wide" if len(widths) > 1 else f"token width {wide}"
-    return f"{FAMILIES.get(family, family)} ({encoders}, {len(fingerprint.get('cross_attention_layers', []))} cross-attention layers)"
-
-
-def model_fingerprint(pipe) -> dict[str, Any]:
-    """What a learned action depends on: family, sizes, layer names, architecture, a checksum of weights."""
-    text = TextEncoders(pipe)
-    emb = pipe.text_encoder.get_input_embeddings().weight
-    return {
-        "family": "sdxl" if text.sdxl else "sd",
-        "token_width": text.width,  # SDXL: both encoders' widths side by side (an identifier's width)
-        "text_encoder_widths": text.widths,
-        "architecture": _architecture(pipe),
-        "cross_attention_layers": cross_attention_layers(pipe.unet),
-        # Sums of two frozen tensors: tell different weights apart, tolerate fp16/fp32 loads.
-        "checksum": [float(emb.detach().float()[:1000].abs().sum()), float(pipe.unet.conv_in.weight.detach().float().abs().sum())],
-    }
 
 
 @dataclass
@@ -107,7 +67,7 @@ class LearnedAction:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "LearnedAction":
+    def load(cls, path: str | Path) -> LearnedAction:
         path = Path(path)
         if not path.is_file():
             raise ActionBenchError(f"{path}: learned-action file not found")

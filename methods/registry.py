@@ -1,4 +1,9 @@
-"""The method registry: name -> method class. Each method module registers itself."""
+"""The method registry: name -> method class. Each method module registers itself.
+
+Nothing here imports the method modules: importing this module imports the ``methods``
+package first, and the package imports every method module (``methods/__init__.py``), so
+the registry is full before anyone can ask it.
+"""
 
 from __future__ import annotations
 
@@ -16,14 +21,10 @@ def register(cls):
 
 
 def get_method(name: str) -> type:
-    import methods  # noqa: F401  (importing the package registers every method)
-
     if name not in _METHODS:
         raise ActionBenchError(f"unknown method {name!r}; available: {', '.join(sorted(_METHODS))}")
     return _METHODS[name]
 
 
 def available() -> dict[str, type]:
-    import methods  # noqa: F401
-
     return dict(sorted(_METHODS.items()))

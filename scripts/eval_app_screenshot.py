@@ -17,8 +17,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from annotate_app.cli import free_port, start_server, stop_server
 from actionbench.world.benchmark import BENCH_DIR
+from annotate_app.cli import free_port, start_server, stop_server
 from evaluate.manifest import append_jsonl, manifest_shard
 
 ROOT = Path(__file__).resolve().parents[1]

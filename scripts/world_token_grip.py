@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 import methods
-from actionbench.demo import subject_templates, world_subjects
 from actionbench.models import load_pipeline
+from evaluate.demo import subject_templates, world_subjects
 
 
 def as_array(images) -> np.ndarray:

@@ -2,13 +2,12 @@
 
 import pytest
 import torch
+from conftest import small_action, tiny_pipe
 
 import methods
 from actionbench.bench import load_action
 from methods.layerwise import cross_attention_layers
 from methods.training import checkpoint_path
-
-from conftest import small_action, tiny_pipe
 
 
 def adi_config(**kw):

@@ -10,11 +10,10 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from test_annotate_app import fake_run
 
 from annotate_app.cli import free_port, start_server, stop_server
 from annotate_app.store import RatingStore, rating_order
-
-from test_annotate_app import fake_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make install)")]

@@ -59,7 +59,7 @@ def test_prior_preservation_loss():
 
 def test_mediapipe_skeletons_of_handstands():
     pytest.importorskip("mediapipe")
-    from methods.pose_drawing import COLORS, pose_image
+    from actionbench.pose_drawing import COLORS, pose_image
 
     if not HANDSTAND.is_dir():
         pytest.skip(f"ActionBench not found at {HANDSTAND}")
@@ -78,7 +78,7 @@ def test_mediapipe_skeletons_of_handstands():
 
 
 def test_draw_openpose_limbs_and_joints():
-    from methods.pose_drawing import COLORS, draw_openpose
+    from actionbench.pose_drawing import COLORS, draw_openpose
 
     points = [None] * 18
     points[1], points[2] = (0.5, 0.3), (0.3, 0.3)  # neck, right shoulder: limb 1

@@ -4,9 +4,8 @@ import subprocess
 import sys
 
 import pytest
-from PIL import Image
-
 from conftest import ACTIONBENCH, tiny_pipe
+from PIL import Image
 
 
 def run(*args, cwd=None):

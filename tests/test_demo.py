@@ -4,9 +4,19 @@ import json
 
 import pytest
 
-from actionbench.demo import DemoSettings, _add_seed, budget_steps, compare_table, demo_config, merge_reports, parse_method_spec, run_demo, write_tables
-from actionbench.world import render as R
 from actionbench.errors import ActionBenchError
+from actionbench.world import render as R
+from evaluate.demo import (
+    DemoSettings,
+    _add_seed,
+    budget_steps,
+    compare_table,
+    demo_config,
+    merge_reports,
+    parse_method_spec,
+    run_demo,
+    write_tables,
+)
 
 
 def test_method_spec_parses_options_as_yaml_scalars():
@@ -31,8 +41,8 @@ def test_demo_cli_rejects_an_unknown_option_before_learning(tmp_path, capsys):
 def test_demo_cli_threads_sets_torchs_thread_count_and_refuses_zero(tmp_path, capsys, monkeypatch):
     import torch
 
-    from actionbench import demo
     from actionbench.cli import main
+    from evaluate import demo
 
     before = torch.get_num_threads()
     try:
@@ -106,7 +116,7 @@ def test_equal_budget_gives_each_learner_the_same_exemplar_images():
 
 
 def test_resume_skips_runs_already_in_the_report_and_refuses_other_settings(tmp_path, monkeypatch):
-    import actionbench.demo as demo
+    import evaluate.demo as demo
 
     s = DemoSettings(actions=("handstand",), methods=("sd",), steps=1, n=1, sample_steps=2)
     first = run_demo(s, tmp_path)
@@ -153,7 +163,7 @@ def test_merge_reports_folds_parts_in_seed_order_and_refuses_other_settings():
 
 
 def test_paired_tests_use_the_actions_both_methods_ran_and_adi_with_a_rate_is_the_reference():
-    from actionbench.demo import reference_method
+    from evaluate.demo import reference_method
 
     ref = "adi:lr=0.005"
     results = {"jump": {ref: _record(0, [[1, 1]] * 6 + [[0, 0]] * 6), "pplus": _record(0, [[0, 0]] * 12),
@@ -167,7 +177,7 @@ def test_paired_tests_use_the_actions_both_methods_ran_and_adi_with_a_rate_is_th
 
 
 def test_totals_matrix_puts_actions_in_columns_and_marks_missing_and_short_cells():
-    from actionbench.demo import totals_matrix
+    from evaluate.demo import totals_matrix
 
     a = _report({"jump": {"adi": _record(1, [[1, 1], [1, 0]])}}, {}, seeds=(1,))
     b = _report({"jump": {"adi": _record(0, [[0, 0], [0, 1]]), "sd": _record(0, [[1, 1], [1, 1]])},

@@ -1,13 +1,13 @@
 """The denoising objective's pure functions, the offline CLIP tokenizer, token splicing."""
 
 import torch
+from conftest import tiny_pipe
 from diffusers import DDIMScheduler
 from PIL import Image
 
 from actionbench.tokenizer import clip_tokenizer
 from methods.diffusion import image_to_tensor, noisy_and_target, per_sample_mse
 from methods.tokens import add_placeholder, encode, tokenize
-from conftest import tiny_pipe
 
 
 def test_targets_for_epsilon_and_v_prediction():

@@ -6,12 +6,11 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import ACTIONBENCH
 
 from evaluate.config import RunConfig
 from evaluate.manifest import read_manifest, read_verdicts
 from evaluate.runner import Processes, run
-
-from conftest import ACTIONBENCH
 
 ACTIONS = ["handstand", "salute"]
 SUBJECTS = ["A man", "A panda", "Batman"]

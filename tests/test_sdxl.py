@@ -12,6 +12,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from conftest import small_action, tiny_pipe
 from safetensors.torch import load_file
 
 import methods
@@ -21,8 +22,6 @@ from actionbench.sdxl import build_sdxl_pipeline
 from methods.adi.functional import drop_count
 from methods.layerwise import cross_attention_layers
 from methods.tokens import TextEncoders
-
-from conftest import small_action, tiny_pipe
 
 FAST = dict(steps=2, checkpoint_every=100)
 PRIOR = dict(num_class_images=2, class_sample_steps=2)

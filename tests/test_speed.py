@@ -4,13 +4,12 @@ import json
 
 import pytest
 import torch
+from conftest import small_action, tiny_pipe
 
 import methods
 from actionbench.bench import load_action
 from evaluate import speed
 from methods.token_method import batched_vjp
-
-from conftest import small_action, tiny_pipe
 
 
 @pytest.fixture(autouse=True)

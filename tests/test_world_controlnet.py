@@ -63,7 +63,7 @@ def test_keypoints_follow_openpose_sides_and_the_handstand(mirror):
 
 
 def test_skeleton_image_is_openpose_drawing():
-    from methods.pose_drawing import COLORS
+    from actionbench.pose_drawing import COLORS
 
     a = np.asarray(render_skeleton("panda", "cheer", "night", 3))
     assert a.shape == (64, 64, 3)
@@ -131,7 +131,7 @@ def world_like(tmp_path_factory):
 
 
 def _no_detector(monkeypatch):
-    import methods.pose_drawing as pd
+    import actionbench.pose_drawing as pd
 
     def boom(*a, **k):
         raise AssertionError("a pose detector was called although keypoints were given")
@@ -144,8 +144,8 @@ def test_controlnet_uses_given_keypoints(world_like, monkeypatch, tmp_path):
     import copy
 
     import methods
+    from actionbench.pose_drawing import given_pose_image
     from methods.controlnet import tensor_png
-    from methods.pose_drawing import given_pose_image
 
     pipe, folder, action = world_like
     _no_detector(monkeypatch)

@@ -52,8 +52,8 @@ def _tiny_cfg(out, steps, **kw):
 
 
 def test_dataset_does_not_depend_on_worker_count(tmp_path):
-    from actionbench.world.train import build_dataset, _spec
     from actionbench.models import build_pipeline
+    from actionbench.world.train import _spec, build_dataset
 
     cfg = _tiny_cfg(tmp_path, 1)
     pipe = build_pipeline(_spec(cfg), seed=0)

@@ -1,6 +1,6 @@
 """The world table's learning-rate sweep: its specs and the choice it makes."""
 
-from actionbench.demo import DemoSettings, demo_config
+from evaluate.demo import DemoSettings, demo_config
 from evaluate.world_table import ADI_ABLATIONS, SWEEP, choose_lr, sweep_specs, table_specs
 
 
@@ -76,7 +76,7 @@ def test_the_demo_runs_its_learners_at_the_rates_the_sweep_chose():
     import json
     from pathlib import Path
 
-    from actionbench.demo import DEMO_IMAGES_SEEN, DEMO_METHODS, parse_method_spec
+    from evaluate.demo import DEMO_IMAGES_SEEN, DEMO_METHODS, parse_method_spec
 
     chosen = json.loads((Path(__file__).parents[1] / "results/world-sweep/chosen_lr.json").read_text())
     assert chosen["images_seen"] == DEMO_IMAGES_SEEN
@@ -106,7 +106,7 @@ def test_merge_docs_pools_all_actions_over_the_seeds_adi_ran_everywhere(tmp_path
 
     from test_demo import _record, _report
 
-    from actionbench.demo import merge_reports
+    from evaluate.demo import merge_reports
     from evaluate.world_table import BEGIN, END, balanced_seeds, merge
 
     parts = {
@@ -141,7 +141,7 @@ def test_merge_docs_pools_all_actions_over_the_seeds_adi_ran_everywhere(tmp_path
 def test_seed_spread_gives_each_pair_of_learning_seeds_its_total_gap():
     from test_demo import _record
 
-    from actionbench.demo import fold_scores
+    from evaluate.demo import fold_scores
     from evaluate.world_table import docs_section, seed_spread
 
     three = fold_scores(fold_scores(_record(0, [[1, 1]] * 4), _record(1, [[1, 1], [1, 0], [0, 1], [1, 0]])),

@@ -40,7 +40,16 @@ from safetensors.torch import load_file
 from ..errors import ActionBenchError
 from ..model_registry import sha256_file
 from ..models import WORLD_MODEL_DIR, build_pipeline
-from .train import CKPT_NAME, TrainConfig, _atomic_save, checkpoint_step, _load_unet_and_text_encoder, _spec, _trainable, _vae_weights
+from .train import (
+    CKPT_NAME,
+    TrainConfig,
+    _atomic_save,
+    _load_unet_and_text_encoder,
+    _spec,
+    _trainable,
+    _vae_weights,
+    checkpoint_step,
+)
 
 PACKED = "optimizer.safetensors"
 FORMAT = "actionworld-packed-v2"

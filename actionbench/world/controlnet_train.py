@@ -44,7 +44,19 @@ from safetensors.torch import load_file
 from ..models import WORLD_CONTROLNET_DIR, load_pipeline
 from . import render as R
 from .skeleton import render_skeleton
-from .train import _as_uint8, _atomic_save, _load_ckpt, _log, _model_device, _save_ckpt, _uint8_to_tensor, optimizer_step, random_renders, start_run, tokenize
+from .train import (
+    _as_uint8,
+    _atomic_save,
+    _load_ckpt,
+    _log,
+    _model_device,
+    _save_ckpt,
+    _uint8_to_tensor,
+    optimizer_step,
+    random_renders,
+    start_run,
+    tokenize,
+)
 
 CKPT = "controlnet.ckpt.safetensors"
 DATA = "controlnet_data.safetensors"
@@ -214,7 +226,7 @@ def train_controlnet(cfg: ControlNetTrainConfig, resume: bool = False, export_di
     ``pipe``: the base pipeline (default: ``load_pipeline(cfg.model)``). ``device``,
     ``time_budget_s`` and ``workers`` change where and how long, not what is trained.
     """
-    from methods.learned import model_fingerprint
+    from ..fingerprint import model_fingerprint
 
     cfg, out = start_run(cfg, resume, device, (CKPT, DATA, CAPTIONS, "log.jsonl"))
     if pipe is None:

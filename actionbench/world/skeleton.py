@@ -5,7 +5,7 @@ the 18 OpenPose (COCO-18) body keypoints of ``render(subject, action, context, s
 in [0, 1] image coordinates, through the renderer's own placement
 (:func:`actionbench.world.render.placement`: scale, position, the handstand's 180-degree
 rotation, the mirror flip), and :func:`render_skeleton` draws them with
-:func:`methods.pose_drawing.skeleton_image`, the OpenPose drawing the ControlNet reads.
+:func:`actionbench.pose_drawing.skeleton_image`, the OpenPose drawing the ControlNet reads.
 
 Order (OpenPose / ControlNet annotator): nose, neck, right shoulder, elbow, wrist, left
 shoulder, elbow, wrist, right hip, knee, ankle, left hip, knee, ankle, right eye, left eye,
@@ -64,7 +64,7 @@ def render_keypoints(subject: str, action: str, context: str, seed: int = 0, siz
 
 def render_skeleton(subject: str, action: str, context: str, seed: int = 0, size: int = 64) -> Image.Image:
     """The render's OpenPose skeleton on a black ``size`` square (what the world ControlNet reads)."""
-    from methods.pose_drawing import skeleton_image
+    from ..pose_drawing import skeleton_image
 
     return skeleton_image(render_keypoints(subject, action, context, seed, size), size)
 

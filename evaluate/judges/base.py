@@ -76,8 +76,6 @@ def register_judge(cls: type[Judge]) -> type[Judge]:
 
 
 def available_judges() -> dict[str, type[Judge]]:
-    from . import clip, pose, world  # noqa: F401  (each module registers its judge)
-
     return dict(sorted(_JUDGES.items()))
 
 

@@ -107,7 +107,7 @@ class ClipScorer:
         self.image_size, self.mean, self.std, self.device = image_size, mean, std, device
 
     @classmethod
-    def from_name(cls, model: str, pretrained: str | None, device: str = "cpu") -> "ClipScorer":
+    def from_name(cls, model: str, pretrained: str | None, device: str = "cpu") -> ClipScorer:
         open_clip = import_open_clip()
         try:
             net = open_clip.create_model(model, pretrained=pretrained, device=device)

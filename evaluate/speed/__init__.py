@@ -48,9 +48,35 @@ The package, by what each module holds:
 from evaluate.speed.cli import add_parser, cmd_speed, run_speed
 from evaluate.speed.counts import Count, count_step, floor_counts, optimizer_gb, weights_gb
 from evaluate.speed.end_to_end import PAPER, end_to_end, estimate, suite_recipe
-from evaluate.speed.models import CONFIG_DIR, PRECISIONS, TEMPLATE, Setting, arch_names, build, load_arch, resolution, text_encoder_modules
-from evaluate.speed.report import CARD_GB, HEADROOM_GB, annotate, estimated_peak_gb, fits_card, format_table, machine, merge_counts
-from evaluate.speed.steps import GRADIENTS, VARIANTS, copies_gradients, make_step, paper_naive_gradients, synthetic_method
+from evaluate.speed.models import (
+    CONFIG_DIR,
+    PRECISIONS,
+    TEMPLATE,
+    Setting,
+    arch_names,
+    build,
+    load_arch,
+    resolution,
+    text_encoder_modules,
+)
+from evaluate.speed.report import (
+    CARD_GB,
+    HEADROOM_GB,
+    annotate,
+    estimated_peak_gb,
+    fits_card,
+    format_table,
+    machine,
+    merge_counts,
+)
+from evaluate.speed.steps import (
+    GRADIENTS,
+    VARIANTS,
+    copies_gradients,
+    make_step,
+    paper_naive_gradients,
+    synthetic_method,
+)
 from evaluate.speed.timing import measure, time_step
 
 __all__ = [

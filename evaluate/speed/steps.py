@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -49,7 +49,7 @@ def paper_naive_gradients(m, ids, latents, noise, t):
     grads, losses = [], []
     for role in range(3):
         copy_ = m.per_sample_copies(latents.shape[0])
-        encoded = [m.encode_text(ids, copy_[:, l : l + 1]) for l in range(copy_.shape[1])]
+        encoded = [m.encode_text(ids, copy_[:, layer : layer + 1]) for layer in range(copy_.shape[1])]
         states = torch.cat([s for s, _ in encoded], 1)
         pooled = torch.stack([p for _, p in encoded]).mean(0) if encoded[0][1] is not None else None
         loss = m.denoise_losses_from_states(latents[:, role], states, noise[:, role], t[:, role], pooled)

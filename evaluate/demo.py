@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from .errors import ActionBenchError
-from .world import render as R
+from actionbench.errors import ActionBenchError
+from actionbench.world import render as R
 
 # the rates are those the sweep chose (results/world-sweep/chosen_lr.json), written as the table writes them
 DEMO_METHODS = ("sd", "controlnet", "pplus:lr=0.005", "adi:lr=0.02", "adi:mask=none:lr=0.02")
@@ -73,7 +73,7 @@ def subject_templates(phrase: str, n: int, offset: int = 0) -> list[str]:
 def judge_learned(pipe, learned, world_action: str, s: DemoSettings):
     """Generate n images per subject with a learned action; the judge's verdicts and the images."""
     import methods
-    from .world.judge import judge_images
+    from actionbench.world.judge import judge_images
 
     rows, templates = [], []
     for si, (kind, phrase) in enumerate(world_subjects()):
@@ -101,7 +101,7 @@ def judge_learned(pipe, learned, world_action: str, s: DemoSettings):
 
 def world_actions() -> tuple[str, ...]:
     """Every World-ActionBench action, sorted (``--actions all``)."""
-    from .world.benchmark import BENCH_DIR
+    from actionbench.world.benchmark import BENCH_DIR
 
     return tuple(sorted(p.name for p in BENCH_DIR.iterdir() if p.is_dir()))
 
@@ -189,9 +189,9 @@ def run_demo(s: DemoSettings, out: Path, resume: bool = False) -> dict:
     """Learn, generate, judge; write grids, each run's images and ``demo.json`` under ``out``;
     return the report. ``resume`` keeps an earlier ``demo.json`` made with the same settings
     (:data:`RESUME_KEYS`) and skips every (action, method, learning seed) it already holds."""
-    from .bench import load_action
-    from .models import load_pipeline
-    from .world.benchmark import BENCH_DIR
+    from actionbench.bench import load_action
+    from actionbench.models import load_pipeline
+    from actionbench.world.benchmark import BENCH_DIR
 
     torch.manual_seed(s.seed)
     out.mkdir(parents=True, exist_ok=True)
