@@ -91,6 +91,12 @@ class Method:
     def training_step(self, generator: torch.Generator) -> dict[str, float]:
         raise NotImplementedError
 
+    def optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Apply this step's gradients (``training_step`` put them in ``.grad``). Every method
+        takes the optimizer's plain step; ADI's ``masked_update: discarded`` keeps the masked
+        channels out of it."""
+        optimizer.step()
+
     def fill(self) -> str:
         """The text that replaces ``{}`` in prompts."""
         raise NotImplementedError

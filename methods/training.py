@@ -80,7 +80,7 @@ def _optimize(m, params, config: MethodConfig, out: Path | None, resume: bool, p
     t0 = time.perf_counter()
     for step in bar:
         logs = m.training_step(generator)
-        optimizer.step()
+        m.optimizer_step(optimizer)
         optimizer.zero_grad(set_to_none=True)
         bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
         if log is not None:

@@ -144,3 +144,43 @@ def test_action_different_images_are_generated_cached_and_reused(tmp_path):
     stamps = [p.stat().st_mtime_ns for p in made]
     methods.learn(pipe, action, "adi", cfg, work_dir=tmp_path / "cache", progress=False)
     assert [p.stat().st_mtime_ns for p in made] == stamps  # reused, not regenerated
+
+
+def _one_step(m, optimizer, seed):
+    logs = m.training_step(torch.Generator().manual_seed(seed))
+    m.optimizer_step(optimizer)
+    optimizer.zero_grad(set_to_none=True)
+    return logs
+
+
+@pytest.mark.parametrize("mask", ["adi", "random"])
+def test_discarded_update_leaves_masked_channels_bitwise_unchanged(tmp_path, mask):
+    """``masked_update: discarded``: a channel the step's mask dropped keeps its value and both
+    AdamW moments bit for bit (weight decay and momentum do not reach it); kept ones move."""
+    m = setup_adi(tiny_pipe("sd2"), tmp_path, mask=mask, masked_update="discarded", lr=1e-2, weight_decay=0.1)
+    optimizer = torch.optim.AdamW(m.parameters(), lr=1e-2, weight_decay=0.1)
+    _one_step(m, optimizer, 0)  # a first step fills the moments, so the second one has something to keep
+    state = optimizer.state[m.vectors]
+    value, avg, sq = (x.detach().clone() for x in (m.vectors, state["exp_avg"], state["exp_avg_sq"]))
+    _one_step(m, optimizer, 1)
+    dropped, kept = ~m.step_mask, m.step_mask
+    assert dropped.any() and kept.any()
+    for before, after in ((value, m.vectors.detach()), (avg, state["exp_avg"]), (sq, state["exp_avg_sq"])):
+        assert torch.equal(before[dropped], after[dropped])
+    assert not torch.equal(value[kept], m.vectors.detach()[kept])
+
+
+def test_zero_gradient_update_moves_masked_channels(tmp_path):
+    """The default reading (zero gradient, plain AdamW): momentum and weight decay move masked channels."""
+    m = setup_adi(tiny_pipe("sd2"), tmp_path, mask="random", lr=1e-2, weight_decay=0.1)
+    optimizer = torch.optim.AdamW(m.parameters(), lr=1e-2, weight_decay=0.1)
+    _one_step(m, optimizer, 0)
+    value = m.vectors.detach().clone()
+    _one_step(m, optimizer, 1)
+    dropped = ~m.step_mask
+    assert not torch.equal(value[dropped], m.vectors.detach()[dropped])
+
+
+def test_masked_update_is_checked():
+    with pytest.raises(Exception, match="masked_update"):
+        adi_config(masked_update="sometimes")

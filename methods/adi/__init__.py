@@ -23,6 +23,7 @@ from .action_different import make_action_different, user_action_different
 from .functional import NEEDS_TRIPLES, STRATEGIES, strategy_mask
 
 DEFAULT_OTHER_PHRASES = ("stands", "walks", "waves", "squats", "sits")
+MASKED_UPDATES = ("zero-gradient", "discarded")
 
 
 @dataclass
@@ -37,6 +38,11 @@ class ADIConfig(TokenConfig):
     mask: str = "adi"  # or an ablation: union, context-only, action-only, reversed, none, uniform, random, min, max
     same_noise: bool = True  # (ours) one timestep and noise for the three samples of a triple
     fused: bool = True  # (ours) one batched pass for the three gradients; False: three passes
+    # What becomes of a masked channel on a step (Eq. 10, "the update of masked channels is
+    # discarded"). "zero-gradient": its gradient is zeroed and AdamW still moves it (momentum,
+    # weight decay); "discarded" (ours, the literal reading): it does not move on that step,
+    # its value and AdamW moments are left as they were.
+    masked_update: str = "zero-gradient"
     # Action-different images when the user has none (ours: LoRA; paper: DreamBooth 1e-6 x 2000).
     action_different_steps: int = 200
     action_different_lr: float = 1e-4
@@ -50,6 +56,8 @@ class ADIConfig(TokenConfig):
             raise ActionBenchError(f"beta must be strictly between 0 and 1 (got {self.beta}); the paper uses 0.6")
         if self.mask not in STRATEGIES:
             raise ActionBenchError(f"unknown mask {self.mask!r}; one of {', '.join(STRATEGIES)}")
+        if self.masked_update not in MASKED_UPDATES:
+            raise ActionBenchError(f"unknown masked_update {self.masked_update!r}; one of {', '.join(MASKED_UPDATES)}")
         if self.action_different_steps < 0:
             raise ActionBenchError(f"action_different_steps must be >= 0 (got {self.action_different_steps})")
 
@@ -168,6 +176,7 @@ class ADI(TokenMethod):
         g, losses = gradients(self.ids[anchor], latents, noise, t)
         masks = torch.stack([self.mask(gi[0], gi[1], gi[2], generator) for gi in g])
         self.vectors.grad = (g[:, 0] * masks).mean(0)
+        self.step_mask = masks.any(0)  # a channel moves this step if any triple of the batch kept it
         return {"loss": float(losses[:, 0].mean()), "kept": float(masks.float().mean())}
 
     def _anchor_only_step(self, generator: torch.Generator) -> dict[str, float]:
@@ -181,4 +190,24 @@ class ADI(TokenMethod):
         losses.sum().backward()
         masks = torch.stack([self.mask(g, g, g, generator) for g in copies.grad])
         self.vectors.grad = (copies.grad * masks).mean(0)
+        self.step_mask = masks.any(0)
         return {"loss": float(losses.detach().mean()), "kept": float(masks.float().mean())}
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """AdamW's step; with ``masked_update: discarded``, every channel the step's mask dropped
+        keeps its value and its AdamW moments (first and second) bit for bit. AdamW's step
+        count is one per tensor, so bias correction still counts every step (a per-channel
+        count would need another optimizer)."""
+        if self.config.masked_update == "zero-gradient":
+            optimizer.step()
+            return
+        p = self.vectors
+        state = optimizer.state.get(p, {})
+        keep = self.step_mask
+        before = {k: (state[k].clone() if k in state else torch.zeros_like(p)) for k in ("exp_avg", "exp_avg_sq")}
+        value = p.detach().clone()
+        optimizer.step()
+        with torch.no_grad():
+            p.copy_(torch.where(keep, p, value))
+            for k, old in before.items():
+                optimizer.state[p][k].copy_(torch.where(keep, optimizer.state[p][k], old))
