@@ -1,0 +1,201 @@
+"""ADI on trial (issue #21): experiments that ask why ADI loses on the v2b world, as one table.
+
+    python -m evaluate.adi_trial run --experiment mask-controls --part c1 --actions salute,cheer --seeds 0 --threads 1
+    python -m evaluate.adi_trial table          # results/adi-trial/table.csv, table.md, kept.json
+
+Each experiment is a list of ``actionbench demo`` method specs run exactly as the world
+table runs its methods (``evaluate.world_table``: 72 images per run, 600 exemplar images
+seen unless a spec says ``steps=``, the world judge, ADI's chosen rate from
+``results/world-sweep``), in parts under ``results/adi-trial/parts/PART`` (``--resume``:
+a killed part continues). ``table`` merges the parts with the world table's own runs of
+ADI, P+ and ADI's ablations (``results/world-table/demo.json``: the same image slots, so
+the tests are paired) and writes one row per (experiment, method spec): accuracies pooled
+over actions and learning seeds with 95% cluster-bootstrap intervals, and the paired
+difference to ADI and to P+ on the slots both hold (paired bootstrap p).
+
+Experiments:
+
+- ``mask-controls``: the paper's controls (Fig. 6) at ADI's kept share: random, uniform,
+  min and max masks dropping 56 of 64 channels (beta 0.875, 12.5% kept; ADI keeps 12.3%),
+  and a random mask at the context mask's share (beta 0.6, 40.6%).
+- ``discarded``: ADI with ``masked_update: discarded`` (Eq. 10 read literally).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+from .demo import (
+    DemoSettings,
+    _shared_seeds,
+    _slots,
+    demo_config,
+    merge_reports,
+    parse_method_spec,
+    run_demo,
+    write_tables,
+)
+
+EXPERIMENTS: dict[str, tuple[str, ...]] = {
+    "mask-controls": ("adi:mask=random:beta=0.875", "adi:mask=uniform:beta=0.875", "adi:mask=min:beta=0.875",
+                      "adi:mask=max:beta=0.875", "adi:mask=random:beta=0.6"),
+    "discarded": ("adi:masked_update=discarded",),
+}
+# the world table's rows the trial is read against (results/world-table, 3 seeds x 8 actions)
+REFERENCES = ("adi", "pplus", "adi:mask=none", "adi:mask=context-only", "adi:mask=action-only", "textual-inversion")
+COLUMNS = ("experiment", "method", "images_seen", "runs", "action", "subject", "total", "total_ci_low", "total_ci_high",
+           "delta_vs_adi", "p_vs_adi", "delta_vs_pplus", "p_vs_pplus", "kept_share", "cpu_minutes")
+
+
+def with_rate(spec: str, chosen: dict[str, float]) -> str:
+    """``spec`` with its learner's chosen rate appended, as the world table writes its specs."""
+    name, options = parse_method_spec(spec)
+    return spec if "lr" in options or name not in chosen else f"{spec}:lr={chosen[name]:g}"
+
+
+def chosen_rates(results: Path) -> dict[str, float]:
+    path = results / "world-sweep" / "chosen_lr.json"
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: run the sweep first (python -m evaluate.world_table sweep)")
+    return json.loads(path.read_text())["lr"]
+
+
+def run(args) -> None:
+    results = Path(args.out)
+    chosen = chosen_rates(results)
+    specs = [with_rate(s, chosen) for s in EXPERIMENTS[args.experiment]]
+    actions = tuple(args.actions.split(","))
+    s = DemoSettings(actions=actions, methods=tuple(specs), n=8, images_seen=600,
+                     learn_seeds=tuple(int(x) for x in args.seeds.split(",")), device=args.device)
+    out = results / "adi-trial" / "parts" / args.part
+    report = run_demo(s, out, resume=True)
+    write_tables(report, out)
+    update_kept(results / "adi-trial")
+
+
+def update_kept(trial: Path) -> dict[str, float]:
+    """``kept.json``: per run, the mean share of channels its masks kept, read from the parts'
+    training logs (``parts/*/learned``, not committed) and kept across clones in this file."""
+    from .world_table import mask_kept
+
+    path = trial / "kept.json"
+    kept = json.loads(path.read_text()) if path.exists() else {}
+    for learned in sorted(trial.glob("parts/*/learned")):
+        kept.update(mask_kept(learned))
+    if kept:
+        path.write_text(json.dumps(kept, indent=1, sort_keys=True))
+    return kept
+
+
+def _run_key(action: str, spec: str, seed: int) -> str:
+    """The training log's name of a run, as ``world_table.mask_kept`` keys it."""
+    from .demo import _method_tag
+
+    return f"{action}-{_method_tag(spec)}" + ("" if seed == 0 else f"-seed{seed}")
+
+
+def experiment_of(spec: str, chosen: dict[str, float]) -> str:
+    for name, specs in EXPERIMENTS.items():
+        if spec in (with_rate(s, chosen) for s in specs):
+            return name
+    return "world table"
+
+
+def trial_table(results: Path, n_boot: int = 2000) -> tuple[list[dict], dict]:
+    """The rows of ``table.csv`` and the merged report (world-table references + trial parts)."""
+    from .paired import bootstrap_ci, paired_bootstrap
+
+    chosen = chosen_rates(results)
+    table = json.loads((results / "world-table" / "demo.json").read_text())
+    refs = [with_rate(s, chosen) for s in REFERENCES]
+    reference_only = {**table, "results": {a: {m: r for m, r in by.items() if m in refs} for a, by in table["results"].items()}}
+    paths = sorted((results / "adi-trial" / "parts").glob("*/demo.json"), key=lambda p: (len(p.parent.name), p.parent.name))
+    parts = [json.loads(p.read_text()) for p in paths]
+    report = merge_reports([reference_only, *parts])
+    kept = {**table.get("mask_kept", {}), **update_kept(results / "adi-trial")}
+    adi, pplus = with_rate("adi", chosen), with_rate("pplus", chosen)
+    specs = list(dict.fromkeys(refs + [m for by in report["results"].values() for m in by]))
+    rows = []
+    for m in specs:
+        actions = [a for a, by in report["results"].items() if m in by]
+        if not actions:
+            continue
+        tot, act, sub, cl = _slots(report, m, actions)
+        seeds = {a: report["results"][a][m].get("seeds", [0]) for a in actions}
+        run_keys = [(a, sd) for a in actions for sd in sorted(set(seeds[a]))]
+        shares = [kept[k] for a, sd in run_keys if (k := _run_key(a, m, sd)) in kept]
+        secs = sum(v for k, v in report["seconds"].items() if k.count("/") == 2 and k.split("/")[1] == m)
+        _, config = demo_config(m, DemoSettings(**{k: report["settings"][k] for k in ("steps", "lr", "n", "images_seen")}))
+        low_high = bootstrap_ci(tot, cl, n_boot)
+        row = {"experiment": experiment_of(m, chosen), "method": m, "images_seen": config.steps * config.batch_size,
+               "runs": len(run_keys), "action": 100 * sum(act) / len(act), "subject": 100 * sum(sub) / len(sub),
+               "total": 100 * low_high[0], "total_ci_low": 100 * low_high[1], "total_ci_high": 100 * low_high[2],
+               "kept_share": round(sum(shares) / len(shares), 4) if shares else "", "cpu_minutes": round(secs / 60, 1)}
+        for ref, col in ((adi, "adi"), (pplus, "pplus")):
+            shared = _shared_seeds(report, m, ref, actions)
+            if m == ref or not shared:
+                row[f"delta_vs_{col}"], row[f"p_vs_{col}"] = "", ""
+                continue
+            a_tot, _, _, a_cl = _slots(report, m, list(shared), shared)
+            r_tot = _slots(report, ref, list(shared), shared)[0]
+            pb = paired_bootstrap(a_tot, r_tot, a_cl, n_boot)
+            row[f"delta_vs_{col}"], row[f"p_vs_{col}"] = 100 * pb["diff"], pb["p"]
+        rows.append(row)
+    return rows, report
+
+
+def write_table(rows: list[dict], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "table.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
+    lines = ["| experiment | method | images seen | runs | action | subject | total [95% CI] | total - ADI | p | "
+             "total - P+ | p | kept share | CPU-min |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    def d(r, k):
+        return "-" if r[k] == "" else f"{r[k]:+.1f}"
+
+    def p(r, k):
+        return "-" if r[k] == "" else ("< 0.001" if r[k] < 0.001 else f"{r[k]:.3f}")
+
+    for r in rows:
+        kept = "-" if r["kept_share"] == "" else f"{100 * r['kept_share']:.1f}%"
+        lines.append(f"| {r['experiment']} | {r['method']} | {r['images_seen']} | {r['runs']} | {r['action']:.1f}% | "
+                     f"{r['subject']:.1f}% | {r['total']:.1f}% [{r['total_ci_low']:.1f}, {r['total_ci_high']:.1f}] | "
+                     f"{d(r, 'delta_vs_adi')} | {p(r, 'p_vs_adi')} | {d(r, 'delta_vs_pplus')} | {p(r, 'p_vs_pplus')} | {kept} | "
+                     f"{r['cpu_minutes']:.0f} |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("stage", choices=("run", "table"))
+    p.add_argument("--experiment", choices=sorted(EXPERIMENTS), help="with run: which experiment's specs")
+    p.add_argument("--part", help="with run: this part's name (results/adi-trial/parts/PART)")
+    p.add_argument("--actions", default="cheer,gesture,handstand,meditate,pray,salute,sit,squat")
+    p.add_argument("--seeds", default="0,1,2", help="learning seeds of this part (default 0,1,2)")
+    p.add_argument("--out", default="results", help="parent of world-sweep/, world-table/ and adi-trial/")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, help="torch threads of this process (default torch's)")
+    args = p.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.stage == "run":
+        if not (args.experiment and args.part):
+            p.error("run needs --experiment and --part")
+        run(args)
+    else:
+        rows, report = trial_table(Path(args.out))
+        out = Path(args.out) / "adi-trial"
+        write_table(rows, out)
+        print((out / "table.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

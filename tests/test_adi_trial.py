@@ -1,0 +1,69 @@
+"""The ADI-trial table (evaluate/adi_trial.py) on hand-made reports: pooled rows, pairing on
+shared seeds only, the kept share from training logs, the CSV's columns."""
+
+import csv
+import json
+
+from evaluate.adi_trial import COLUMNS, EXPERIMENTS, trial_table, with_rate, write_table
+
+SETTINGS = {"steps": 300, "lr": 0.005, "n": 1, "sample_steps": 25, "guidance": 7.5, "seed": 0, "model": "world",
+            "images_seen": 600}
+
+
+def _record(hits, seeds):
+    return {"action": sum(a for _, a in hits) / len(hits), "subject": sum(s for s, _ in hits) / len(hits),
+            "total": sum(s and a for s, a in hits) / len(hits), "n": len(hits), "hits": hits, "seeds": seeds}
+
+
+def _report(results, methods, seeds, seconds=None):
+    return {"settings": {**SETTINGS, "actions": list(results), "methods": methods, "learn_seeds": seeds},
+            "results": results, "seconds": seconds or {}, "steps": {}}
+
+
+def _results(tmp_path):
+    out = tmp_path / "results"
+    (out / "world-sweep").mkdir(parents=True)
+    (out / "world-sweep" / "chosen_lr.json").write_text(json.dumps({"lr": {"adi": 0.02, "pplus": 0.005}}))
+    (out / "world-table").mkdir()
+    # ADI hits 1 of 4 slots per seed, P+ 3 of 4; two seeds each on one action
+    adi = _record([[1, 1], [1, 0], [1, 0], [1, 0]] * 2, [0] * 4 + [1] * 4)
+    pplus = _record([[1, 1], [1, 1], [1, 1], [1, 0]] * 2, [0] * 4 + [1] * 4)
+    table = _report({"salute": {"adi:lr=0.02": adi, "pplus:lr=0.005": pplus}}, ["adi:lr=0.02", "pplus:lr=0.005"], [0, 1])
+    table["mask_kept"] = {"salute-adi_lr-0.02": 0.125, "salute-adi_lr-0.02-seed1": 0.12}
+    (out / "world-table" / "demo.json").write_text(json.dumps(table))
+    spec = with_rate(EXPERIMENTS["mask-controls"][0], {"adi": 0.02})
+    part = out / "adi-trial" / "parts" / "c1"
+    (part / "learned").mkdir(parents=True)
+    # the control ran seed 0 only and hit every slot
+    control = _report({"salute": {spec: _record([[1, 1]] * 4, [0] * 4)}}, [spec], [0], {f"salute/{spec}/seed0": 120.0})
+    (part / "demo.json").write_text(json.dumps(control))
+    log = part / "learned" / "salute-adi_mask-random_beta-0.875_lr-0.02.safetensors.log.jsonl"
+    log.write_text("\n".join(json.dumps({"step": i, "kept": k}) for i, k in enumerate((0.125, 0.125, 0.25))))
+    return out, spec
+
+
+def test_rows_pool_pair_on_shared_seeds_and_read_kept(tmp_path):
+    out, spec = _results(tmp_path)
+    rows, _ = trial_table(out, n_boot=200)
+    by = {r["method"]: r for r in rows}
+    assert set(by) == {"adi:lr=0.02", "pplus:lr=0.005", spec}
+    adi, pplus, control = by["adi:lr=0.02"], by["pplus:lr=0.005"], by[spec]
+    assert (adi["total"], adi["runs"], adi["images_seen"]) == (25.0, 2, 600)
+    assert pplus["delta_vs_adi"] == 50.0 and adi["delta_vs_adi"] == ""
+    # paired on seed 0 only (the control has no seed 1): 100% vs ADI's 25% and P+'s 75%
+    assert control["experiment"] == "mask-controls" and control["runs"] == 1
+    assert control["delta_vs_adi"] == 75.0 and control["delta_vs_pplus"] == 25.0
+    assert abs(control["kept_share"] - 0.1667) < 1e-3 and control["cpu_minutes"] == 2.0
+    assert adi["kept_share"] == 0.1225
+    assert json.loads((out / "adi-trial" / "kept.json").read_text())  # kept survives the learned/ folder
+
+
+def test_csv_has_the_issue_columns(tmp_path):
+    out, _ = _results(tmp_path)
+    rows, _ = trial_table(out, n_boot=50)
+    write_table(rows, out / "adi-trial")
+    with (out / "adi-trial" / "table.csv").open() as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames) == COLUMNS
+        assert len(list(reader)) == 3
+    assert "mask-controls" in (out / "adi-trial" / "table.md").read_text()
