@@ -41,7 +41,7 @@ from methods.adi.functional import action_mask, context_mask, merge_masks, strat
 BETAS = (0.2, 0.4, 0.6, 0.8)
 # informativeness: every mask kind of ADI and of its controls, at the betas the trial uses
 # (0.875 keeps 8 of 64 channels, ADI's share at 0.6)
-INFO_KINDS = ("none", "adi", "union", "context-only", "action-only", "random", "uniform", "min", "max")
+INFO_KINDS = ("none", "adi", "relative", "union", "context-only", "action-only", "random", "uniform", "min", "max")
 INFO_BETAS = (0.2, 0.4, 0.6, 0.8, 0.875)
 
 

@@ -133,3 +133,19 @@ def test_every_strategy_returns_a_bool_mask_of_the_gradient_shape(strategy):
     ga, gc, gx = torch.randn(3, 16, 32, generator=gen)
     m = strategy_mask(strategy, ga, gc, gx, 0.6, gen)
     assert m.dtype == torch.bool and m.shape == ga.shape
+
+
+def test_relative_mask_ignores_a_channels_size_and_adi_does_not():
+    """(ours) ``relative``: scaling one channel's three gradients changes nothing; ADI's
+    absolute context mask drops the channel once it is the largest."""
+    from methods.adi.functional import adi_mask, relative_adi_mask, strategy_mask
+
+    gen = torch.Generator().manual_seed(0)
+    a, c, x = (torch.randn(1, 16, generator=gen) for _ in range(3))
+    scaled = [t.clone() for t in (a, c, x)]
+    for t in scaled:
+        t[0, 3] *= 1000.0
+    assert torch.equal(relative_adi_mask(a, c, x, 0.5), relative_adi_mask(*scaled, 0.5))
+    assert not adi_mask(*scaled, 0.5)[0, 3]  # the big channel differs most across contexts: dropped
+    assert torch.equal(strategy_mask("relative", a, c, x, 0.5, gen), relative_adi_mask(a, c, x, 0.5))
+    assert int(relative_adi_mask(a, c, x, 0.5).sum()) <= 8

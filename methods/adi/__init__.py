@@ -35,7 +35,7 @@ class ADIConfig(TokenConfig):
     batch_size: int = 1  # triples per step (ours: the paper does not say)
     layerwise: bool = True  # False: the "no layer-wise expansion" ablation (one token)
     beta: float = 0.6
-    mask: str = "adi"  # or an ablation: union, context-only, action-only, reversed, none, uniform, random, min, max
+    mask: str = "adi"  # or an ablation: union, context-only, action-only, reversed, none, uniform, random, min, max; relative (ours)
     same_noise: bool = True  # (ours) one timestep and noise for the three samples of a triple
     fused: bool = True  # (ours) one batched pass for the three gradients; False: three passes
     # What becomes of a masked channel on a step (Eq. 10, "the update of masked channels is

@@ -50,6 +50,25 @@ def action_mask(g_anchor: torch.Tensor, g_action: torch.Tensor, beta: float) -> 
     return _drop(d_a, drop_count(d_a.shape[-1], beta), largest=False)
 
 
+def relative_difference(g: torch.Tensor, h: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """|g - h| / (|g| + |h|), in [0, 1]: how much two gradients disagree on a channel,
+    whatever the channel's size (0 where both are 0)."""
+    return (g - h).abs() / ((g.abs() + h.abs()).clamp_min(eps))
+
+
+def relative_adi_mask(g_anchor: torch.Tensor, g_context: torch.Tensor, g_action: torch.Tensor, beta: float) -> torch.Tensor:
+    """(ours) ADI's two masks on *relative* differences (:func:`relative_difference`): drop the
+    beta fraction of channels whose gradient disagrees most across contexts, and the beta
+    fraction that disagrees least across actions, then intersect. Scaling one channel's
+    three gradients by any factor leaves it unchanged; ADI's absolute differences instead
+    mostly track the gradient's size (docs/adi-trial.md measures that), so its context mask
+    drops the largest channels first."""
+    k = drop_count(g_anchor.shape[-1], beta)
+    m_c = _drop(relative_difference(g_anchor, g_context), k, largest=True)
+    m_a = _drop(relative_difference(g_anchor, g_action), k, largest=False)
+    return m_c & m_a
+
+
 def merge_masks(m_c: torch.Tensor, m_a: torch.Tensor, merge: str = "intersection") -> torch.Tensor:
     """m = m_c AND m_a (intersection of kept channels, the paper's choice) or m_c OR m_a."""
     if merge == "intersection":
@@ -110,6 +129,8 @@ def strategy_mask(
         return adi_mask(g_anchor, g_context, g_action, beta, "intersection")
     if strategy == "union":
         return adi_mask(g_anchor, g_context, g_action, beta, "union")
+    if strategy == "relative":
+        return relative_adi_mask(g_anchor, g_context, g_action, beta)
     if strategy == "context-only":
         return context_mask(g_anchor, g_context, beta)
     if strategy == "action-only":
@@ -127,6 +148,6 @@ def strategy_mask(
     raise ValueError(f"unknown mask strategy {strategy!r}; one of {', '.join(STRATEGIES)}")
 
 
-STRATEGIES = ("adi", "union", "context-only", "action-only", "reversed", "none", "uniform", "random", "min", "max")
+STRATEGIES = ("adi", "relative", "union", "context-only", "action-only", "reversed", "none", "uniform", "random", "min", "max")
 # Strategies that need the context- and action-different gradients (the rest only g_anchor).
-NEEDS_TRIPLES = ("adi", "union", "context-only", "action-only", "reversed")
+NEEDS_TRIPLES = ("adi", "relative", "union", "context-only", "action-only", "reversed")
