@@ -19,6 +19,7 @@ Experiments:
   min and max masks dropping 56 of 64 channels (beta 0.875, 12.5% kept; ADI keeps 12.3%),
   and a random mask at the context mask's share (beta 0.6, 40.6%).
 - ``discarded``: ADI with ``masked_update: discarded`` (Eq. 10 read literally).
+- ``relative-mask``: ADI's masks on relative differences (``mask: relative``, ours).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ EXPERIMENTS: dict[str, tuple[str, ...]] = {
     "mask-controls": ("adi:mask=random:beta=0.875", "adi:mask=uniform:beta=0.875", "adi:mask=min:beta=0.875",
                       "adi:mask=max:beta=0.875", "adi:mask=random:beta=0.6"),
     "discarded": ("adi:masked_update=discarded",),
+    # (ours) the variant the informativeness measure points to: ADI's masks on relative
+    # differences, at ADI's beta and rate (nothing tuned)
+    "relative-mask": ("adi:mask=relative",),
 }
 # the world table's rows the trial is read against (results/world-table, 3 seeds x 8 actions)
 REFERENCES = ("adi", "pplus", "adi:mask=none", "adi:mask=context-only", "adi:mask=action-only", "textual-inversion")
