@@ -134,6 +134,29 @@ def informativeness(g: torch.Tensor, kinds=INFO_KINDS, betas=INFO_BETAS, seed: i
     return out
 
 
+# the rows the docs show: each mask at the share it has in the trial's runs
+DOC_ROWS = (("none", "-"), ("adi", "0.6"), ("relative", "0.6"), ("context-only", "0.6"), ("action-only", "0.6"),
+            ("union", "0.6"), ("random", "0.875"), ("uniform", "0.875"), ("min", "0.875"), ("max", "0.875"),
+            ("random", "0.6"), ("adi", "0.2"), ("random", "0.2"))
+
+
+def informativeness_markdown(report: dict, rows=DOC_ROWS) -> str:
+    """The docs' table from ``masks.json``: per (mask, beta) its kept share and split-half
+    cosine per action with the 95% interval, and the mean over actions."""
+    actions = list(report["actions"])
+    lines = ["| mask | beta | channels kept | " + " | ".join(actions) + " | mean |",
+             "|---|---|---|" + "---|" * (len(actions) + 1)]
+    for kind, beta in rows:
+        cells = [report["actions"][a].get(kind, {}).get(beta) for a in actions]
+        if any(c is None for c in cells):
+            continue
+        kept = sum(c["channels"] for c in cells) / len(cells)
+        mean = sum(c["cosine"] for c in cells) / len(cells)
+        lines.append(f"| {kind} | {beta} | {100 * kept:.1f}% | "
+                     + " | ".join(f"{c['cosine']:.2f} [{c['low']:.2f}, {c['high']:.2f}]" for c in cells) + f" | {mean:.2f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     from actionbench.bench import load_action
     from actionbench.models import load_pipeline
@@ -149,7 +172,11 @@ def main() -> None:
                    help="the split-half cosine of every mask kind and beta (issue #21) instead of the kept shares; "
                         "default --out results/adi-trial/masks.json")
     p.add_argument("--threads", type=int, help="torch threads (default torch's)")
+    p.add_argument("--table", help="print the docs' informativeness table of this masks.json and stop")
     args = p.parse_args()
+    if args.table:
+        print(informativeness_markdown(json.loads(Path(args.table).read_text())))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     pipe = load_pipeline(args.model)

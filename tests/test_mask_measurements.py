@@ -55,3 +55,13 @@ def test_informativeness_ranks_a_mask_on_the_signal_above_a_random_one():
     # "min" drops the smallest |g|: it keeps the 8 signal channels
     assert out["min"]["0.875"]["channels"] == 0.125
     assert out["min"]["0.875"]["cosine"] > out["random"]["0.875"]["cosine"] + 0.1  # 1.00 vs 0.87 here
+
+
+def test_informativeness_markdown_rows_and_mean():
+    from evaluate.adi_masks import informativeness_markdown
+
+    cell = lambda c: {"cosine": c, "low": c - 0.1, "high": c + 0.1, "channels": 0.125}  # noqa: E731
+    report = {"actions": {"salute": {"adi": {"0.6": cell(0.1)}}, "sit": {"adi": {"0.6": cell(0.5)}}}}
+    text = informativeness_markdown(report, rows=(("adi", "0.6"), ("random", "0.875")))
+    assert "| adi | 0.6 | 12.5% | 0.10 [0.00, 0.20] | 0.50 [0.40, 0.60] | 0.30 |" in text
+    assert "random" not in text  # a row missing on some action is left out
