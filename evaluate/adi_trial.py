@@ -20,6 +20,11 @@ Experiments:
   and a random mask at the context mask's share (beta 0.6, 40.6%).
 - ``discarded``: ADI with ``masked_update: discarded`` (Eq. 10 read literally).
 - ``relative-mask``: ADI's masks on relative differences (``mask: relative``, ours).
+- ``budget-sweep`` (salute only, seed 0) then ``budget``: ADI, ADI without masks, P+ and TI
+  at the papers' step counts, each learner's rate chosen again on salute by the world
+  sweep's rule (``budget_lr.json``). The sweep's salute runs at the chosen rates are the
+  budget rows' salute seed 0, so ``budget`` runs salute with ``--seeds 1,2`` and
+  ``budget-extra`` adds ADI without masks' salute seed 0.
 """
 
 from __future__ import annotations
@@ -48,6 +53,16 @@ EXPERIMENTS: dict[str, tuple[str, ...]] = {
     # differences, at ADI's beta and rate (nothing tuned)
     "relative-mask": ("adi:mask=relative",),
 }
+# Experiment 1: the papers' own budgets (methods/defaults): ADI 3000 triples, P+ 500 steps of
+# batch 8, TI 3000 of batch 2; the rate chosen again on salute by the world sweep's rule
+BUDGET = {"adi": "adi:steps=3000", "pplus": "pplus:steps=500", "textual-inversion": "textual-inversion:steps=3000"}
+BUDGET_RATES = (1e-3, 5e-3, 2e-2)  # the world sweep's rates of the token learners
+EXPERIMENTS["budget-sweep"] = tuple(f"{s}:lr={lr:g}" for s in BUDGET.values() for lr in BUDGET_RATES)
+EXPERIMENTS["budget"] = (*BUDGET.values(), "adi:mask=none:steps=3000")
+# on the sweep's action and seed 0 the sweep's own runs are the budget rows; only ADI without masks runs there
+EXPERIMENTS["budget-extra"] = ("adi:mask=none:steps=3000",)
+BUDGET_LR = "budget_lr.json"  # results/adi-trial/: the budget sweep's chosen rates
+
 # the world table's rows the trial is read against (results/world-table, 3 seeds x 8 actions)
 REFERENCES = ("adi", "pplus", "adi:mask=none", "adi:mask=context-only", "adi:mask=action-only", "textual-inversion")
 COLUMNS = ("experiment", "method", "images_seen", "runs", "action", "subject", "total", "total_ci_low", "total_ci_high",
@@ -70,6 +85,17 @@ def chosen_rates(results: Path) -> dict[str, float]:
 def run(args) -> None:
     results = Path(args.out)
     chosen = chosen_rates(results)
+    if args.experiment in ("budget", "budget-extra"):
+        path = results / "adi-trial" / BUDGET_LR
+        if not path.exists():
+            raise SystemExit(f"{path} is missing: run the budget sweep first "
+                             "(python -m evaluate.adi_trial run --experiment budget-sweep --part bs --actions salute --seeds 0)")
+        chosen = json.loads(path.read_text())["lr"]
+    if args.experiment == "budget":
+        sweep_action = json.loads((results / "adi-trial" / BUDGET_LR).read_text())["action"]
+        if sweep_action in args.actions.split(",") and 0 in [int(x) for x in args.seeds.split(",")]:
+            raise SystemExit(f"{sweep_action} seed 0 of the swept learners is the budget sweep's own run: run "
+                             f"{sweep_action} with --seeds 1,2, and its seed 0 with --experiment budget-extra")
     specs = [with_rate(s, chosen) for s in EXPERIMENTS[args.experiment]]
     actions = tuple(args.actions.split(","))
     s = DemoSettings(actions=actions, methods=tuple(specs), n=8, images_seen=600,
@@ -78,6 +104,13 @@ def run(args) -> None:
     report = run_demo(s, out, resume=True)
     write_tables(report, out)
     update_kept(results / "adi-trial")
+    if args.experiment == "budget-sweep":
+        from .world_table import choose_lr
+
+        action = actions[0]
+        lr = choose_lr(report["results"][action])
+        (results / "adi-trial" / BUDGET_LR).write_text(json.dumps({"action": action, "lr": lr}, indent=1))
+        print("chosen at the papers' budgets:", lr)
 
 
 def update_kept(trial: Path) -> dict[str, float]:
@@ -101,9 +134,17 @@ def _run_key(action: str, spec: str, seed: int) -> str:
     return f"{action}-{_method_tag(spec)}" + ("" if seed == 0 else f"-seed{seed}")
 
 
-def experiment_of(spec: str, chosen: dict[str, float]) -> str:
-    for name, specs in EXPERIMENTS.items():
-        if spec in (with_rate(s, chosen) for s in specs):
+def experiment_of(spec: str, chosen: dict[str, float], budget: dict[str, float] | None = None) -> str:
+    names = sorted(EXPERIMENTS, key=lambda n: not n.startswith("budget") or n == "budget-sweep")  # budget rows first
+    for name in names:
+        specs = EXPERIMENTS[name]
+        if name.startswith("budget") and name != "budget-sweep":
+            if not budget:
+                continue
+            rates = budget
+        else:
+            rates = chosen
+        if spec in (with_rate(s, rates) for s in specs):
             return name
     return "world table"
 
@@ -120,6 +161,8 @@ def trial_table(results: Path, n_boot: int = 2000) -> tuple[list[dict], dict]:
     parts = [json.loads(p.read_text()) for p in paths]
     report = merge_reports([reference_only, *parts])
     kept = {**table.get("mask_kept", {}), **update_kept(results / "adi-trial")}
+    budget_path = results / "adi-trial" / BUDGET_LR
+    budget = json.loads(budget_path.read_text())["lr"] if budget_path.exists() else None
     adi, pplus = with_rate("adi", chosen), with_rate("pplus", chosen)
     specs = list(dict.fromkeys(refs + [m for by in report["results"].values() for m in by]))
     rows = []
@@ -134,7 +177,7 @@ def trial_table(results: Path, n_boot: int = 2000) -> tuple[list[dict], dict]:
         secs = sum(v for k, v in report["seconds"].items() if k.count("/") == 2 and k.split("/")[1] == m)
         _, config = demo_config(m, DemoSettings(**{k: report["settings"][k] for k in ("steps", "lr", "n", "images_seen")}))
         low_high = bootstrap_ci(tot, cl, n_boot)
-        row = {"experiment": experiment_of(m, chosen), "method": m, "images_seen": config.steps * config.batch_size,
+        row = {"experiment": experiment_of(m, chosen, budget), "method": m, "images_seen": config.steps * config.batch_size,
                "runs": len(run_keys), "action": 100 * sum(act) / len(act), "subject": 100 * sum(sub) / len(sub),
                "total": 100 * low_high[0], "total_ci_low": 100 * low_high[1], "total_ci_high": 100 * low_high[2],
                "kept_share": round(sum(shares) / len(shares), 4) if shares else "", "cpu_minutes": round(secs / 60, 1)}

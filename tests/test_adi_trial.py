@@ -67,3 +67,24 @@ def test_csv_has_the_issue_columns(tmp_path):
         assert tuple(reader.fieldnames) == COLUMNS
         assert len(list(reader)) == 3
     assert "mask-controls" in (out / "adi-trial" / "table.md").read_text()
+
+
+def test_budget_needs_its_sweep_and_keeps_the_papers_steps(tmp_path):
+    import argparse
+
+    import pytest
+
+    from evaluate.adi_trial import BUDGET, experiment_of, run
+    from evaluate.demo import DemoSettings, demo_config
+
+    out, _ = _results(tmp_path)
+    args = argparse.Namespace(out=str(out), experiment="budget", part="b1", actions="salute", seeds="0", device="cpu")
+    with pytest.raises(SystemExit, match="budget sweep first"):
+        run(args)
+    for spec, images in zip(BUDGET.values(), (3000, 4000, 6000)):
+        _, config = demo_config(spec, DemoSettings(images_seen=600))
+        assert config.steps * config.batch_size == images
+    budget = {"adi": 0.005, "pplus": 0.02}
+    assert experiment_of("adi:steps=3000:lr=0.005", {"adi": 0.02}, budget) == "budget"
+    assert experiment_of("adi:steps=3000:lr=0.005", {"adi": 0.02}) == "budget-sweep"
+    assert experiment_of("adi:steps=3000:lr=0.001", {"adi": 0.02}, budget) == "budget-sweep"
