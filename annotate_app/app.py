@@ -24,7 +24,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from annotate_app.store import RatingStore, rating_order, widget_key
+from annotate_app.store import rating_order, widget_key
+from evaluate.ratings import RatingStore
 
 
 def _run_dir() -> Path:
