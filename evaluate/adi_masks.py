@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -188,8 +189,6 @@ def main() -> None:
                                   "anchor gradient of the other, both directions; 50 splits, 95% bootstrap interval"})
         report.setdefault("actions", {})
         for action in args.actions.split(","):
-            import time
-
             t0 = time.process_time()
             g = triple_gradients(pipe, load_action(BENCH_DIR / action), args.triples, args.seed)
             report["actions"][action] = informativeness(g, seed=args.seed)

@@ -42,6 +42,7 @@ from .demo import (
     merge_reports,
     parse_method_spec,
     run_demo,
+    run_name,
     write_tables,
 )
 
@@ -90,9 +91,10 @@ def run(args) -> None:
         if not path.exists():
             raise SystemExit(f"{path} is missing: run the budget sweep first "
                              "(python -m evaluate.adi_trial run --experiment budget-sweep --part bs --actions salute --seeds 0)")
-        chosen = json.loads(path.read_text())["lr"]
+        sweep = json.loads(path.read_text())
+        chosen = sweep["lr"]
     if args.experiment == "budget":
-        sweep_action = json.loads((results / "adi-trial" / BUDGET_LR).read_text())["action"]
+        sweep_action = sweep["action"]
         if sweep_action in args.actions.split(",") and 0 in [int(x) for x in args.seeds.split(",")]:
             raise SystemExit(f"{sweep_action} seed 0 of the swept learners is the budget sweep's own run: run "
                              f"{sweep_action} with --seeds 1,2, and its seed 0 with --experiment budget-extra")
@@ -125,13 +127,6 @@ def update_kept(trial: Path) -> dict[str, float]:
     if kept:
         path.write_text(json.dumps(kept, indent=1, sort_keys=True))
     return kept
-
-
-def _run_key(action: str, spec: str, seed: int) -> str:
-    """The training log's name of a run, as ``world_table.mask_kept`` keys it."""
-    from .demo import _method_tag
-
-    return f"{action}-{_method_tag(spec)}" + ("" if seed == 0 else f"-seed{seed}")
 
 
 def experiment_of(spec: str, chosen: dict[str, float], budget: dict[str, float] | None = None) -> str:
@@ -173,7 +168,7 @@ def trial_table(results: Path, n_boot: int = 2000) -> tuple[list[dict], dict]:
         tot, act, sub, cl = _slots(report, m, actions)
         seeds = {a: report["results"][a][m].get("seeds", [0]) for a in actions}
         run_keys = [(a, sd) for a in actions for sd in sorted(set(seeds[a]))]
-        shares = [kept[k] for a, sd in run_keys if (k := _run_key(a, m, sd)) in kept]
+        shares = [kept[k] for a, sd in run_keys if (k := run_name(a, m, sd)) in kept]
         secs = sum(v for k, v in report["seconds"].items() if k.count("/") == 2 and k.split("/")[1] == m)
         _, config = demo_config(m, DemoSettings(**{k: report["settings"][k] for k in ("steps", "lr", "n", "images_seen")}))
         low_high = bootstrap_ci(tot, cl, n_boot)

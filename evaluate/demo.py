@@ -163,8 +163,7 @@ def learn_for_demo(pipe, action_set, method: str, s: DemoSettings, work_dir: Pat
     import methods
 
     name, config = demo_config(method, s, learn_seed)
-    tag = "" if learn_seed in (None, 0) else f"-seed{learn_seed}"
-    out = work_dir / f"{action_set.name}-{_method_tag(method)}{tag}.safetensors"
+    out = work_dir / f"{run_name(action_set.name, method, learn_seed)}.safetensors"
     return methods.learn(pipe, action_set, name, config, out=out, work_dir=work_dir, progress=True)
 
 
@@ -236,6 +235,11 @@ def run_demo(s: DemoSettings, out: Path, resume: bool = False) -> dict:
     report["seconds"]["this_run"] = round(time.perf_counter() - t_start, 1)
     _write_report(report, out)
     return report
+
+
+def run_name(action: str, method: str, learn_seed: int | None = None) -> str:
+    """A run's file stem in ``learned/``: ``salute-adi_mask-none_lr-0.02``, ``-seedN`` added past seed 0."""
+    return f"{action}-{_method_tag(method)}" + ("" if learn_seed in (None, 0) else f"-seed{learn_seed}")
 
 
 def _method_tag(method: str) -> str:
