@@ -1,12 +1,19 @@
 """The rating app (Streamlit): the paper's human protocol on a run folder.
 
-A rater gives a name, then sees one generated image at a time with the action's
-exemplars and the subject's name, and answers two questions: does the image show the
-exemplars' action, and is the subject right (recognisably it, not deformed)? Method
-names are never shown; the order is shuffled per rater (seeded by the name, so a rater
-who comes back continues in the same order). Each click is stored in
-``RUN_DIR/ratings.sqlite`` at once. Once both are answered the next image comes;
-"Next" leaves an image for later (it comes back after the others).
+A rater sees one generated image at a time with the action's exemplars and the subject's
+name, and answers two questions: does the image show the exemplars' action, and is the
+subject right (recognisably it, not deformed)? Method names are never shown; the order is
+shuffled per rater (seeded by the name, so a rater who comes back continues in the same
+order). Each click is stored in ``RUN_DIR/ratings.sqlite`` at once. Once both are
+answered the next image comes; "Next" leaves an image for later (it comes back after the
+others).
+
+Who rates. With ``RUN_DIR/raters.json`` (invite mode, ``actionbench annotate RUN --raters
+alice,bob``) the app accepts only a valid link: the ``token`` in its URL names the rater,
+who gets their share of the study (:mod:`annotate_app.plan`: K raters per image, gold
+items, attention checks); no token, an unknown or a revoked one is refused and nothing can
+be rated. Without it (open mode, one local user; the CLI then serves on 127.0.0.1 only)
+the rater types a name and rates every image.
 
 Everything has a key, so the ~5,900 images of the paper's protocol can be rated without
 the mouse: 1 / 2 answer the first question yes / no, 3 / 4 the second, N (or the right
@@ -24,8 +31,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from annotate_app.store import rating_order, widget_key
+from annotate_app import invites
+from annotate_app.plan import benchmark_folder, open_queue, study_queue
+from annotate_app.store import widget_key
 from evaluate.ratings import RatingStore
+from evaluate.study import Item, shown_exemplars
 
 
 def _run_dir() -> Path:
@@ -51,19 +61,12 @@ def _manifest(run_dir: str):
 
 @st.cache_data
 def _exemplars(run_dir: str, action: str) -> list[str]:
-    import yaml
-
     from actionbench.bench import load_action
 
-    config = yaml.safe_load((Path(run_dir) / "run.yaml").read_text()) or {}
-    bench = Path(config.get("benchmark", "../shared/ActionBench"))
-    # a relative benchmark path is relative to where the run was started: here, or the
-    # project root above results/<run>
-    candidates = [bench / action] if bench.is_absolute() else [bench / action, Path(run_dir).resolve().parents[1] / bench / action]
-    folder = next((c for c in candidates if c.is_dir()), None)
-    if folder is None:
+    bench = benchmark_folder(run_dir)
+    if bench is None or not (bench / action).is_dir():
         return []
-    return [str(e.image_path) for e in load_action(folder, verify_images=False).exemplars]
+    return [str(e.image_path) for e in load_action(bench / action, verify_images=False).exemplars]
 
 
 @st.cache_data
@@ -142,8 +145,26 @@ def _key_script() -> None:
         components.html(html, height=0)
 
 
-def _answer(store: RatingStore, rater: str, image_id: str, question: str, value: bool) -> None:
-    store.answer(rater, image_id, question, value)
+def _rater(run_dir: Path) -> str | None:
+    """Who is rating: in invite mode the rater of the link's token (read from disk now, so a
+    revoked link stops at once), in open mode the name typed in the sidebar."""
+    if invites.has_raters(run_dir):
+        return invites.rater_for_token(run_dir, st.query_params.get("token"))
+    return st.session_state.get("rater", "").strip() or None
+
+
+def _answer(run_dir: str, item: Item, question: str, value: bool) -> None:
+    """An answer button's callback. The rater is resolved again here, from the token, not
+    taken from the page that drew the button: a link revoked since then writes nothing, and
+    no page can write for another rater."""
+    rater = _rater(Path(run_dir))
+    if not rater:
+        return
+    store = _store(run_dir)
+    if item.kind == "image":
+        store.answer(rater, item.item_id, question, value)
+    else:
+        store.answer_check(rater, item.item_id, item.kind, item.expected, question, value)
 
 
 def _later(rater: str, image_id: str) -> None:
@@ -152,6 +173,18 @@ def _later(rater: str, image_id: str) -> None:
     if image_id in later:
         later.remove(image_id)
     later.append(image_id)
+    st.session_state.setdefault("current", {}).pop(rater, None)
+
+
+def _refuse(run_dir: Path) -> None:
+    if st.query_params.get("token"):
+        st.error("This link is not valid: it is unknown or has been revoked. Ask the study's organiser for a new link.")
+    else:
+        st.error("This rating app is invite-only: open it with the link you were given (it ends in ?token=...).")
+
+
+def _complete(answers: dict) -> bool:
+    return bool(answers) and None not in answers.values()
 
 
 def main() -> None:
@@ -160,49 +193,74 @@ def main() -> None:
     if not (run_dir / "manifest").is_dir() and not (run_dir / "manifest.csv").exists():
         st.error(f"{run_dir}: not a run folder (start with `actionbench annotate RUN_DIR`)")
         return
+    invited = invites.has_raters(run_dir)
+    st.sidebar.title("ActionBench rating")
+    if invited:
+        rater = _rater(run_dir)
+        if rater is None:
+            _refuse(run_dir)
+            return
+        st.sidebar.markdown(f"Rating as **{rater}**")
+        st.sidebar.caption("This link is yours alone: do not share it.")
+    else:
+        st.sidebar.text_input("Your name", key="rater")
+        rater = _rater(run_dir)
+        if not rater:
+            st.info("Type your name in the sidebar to start. Several raters can rate the same run; each rates every image.")
+            return
     manifest = _manifest(str(run_dir))
     store = _store(str(run_dir))
-
-    st.sidebar.title("ActionBench rating")
-    rater = st.sidebar.text_input("Your name", key="rater").strip()
-    if not rater:
-        st.info("Type your name in the sidebar to start. Several raters can rate the same run; each rates every image.")
-        return
-    order = rating_order(list(manifest.image_id), rater)
+    if invited:
+        design = invites.load_design(run_dir)
+        items = study_queue(run_dir, manifest, store.frame(), rater, invites.active_raters(run_dir), design)
+        checks = store.checks_for_rater(rater)
+    else:
+        design, items, checks = None, open_queue(manifest, rater), {}
     answers = store.for_rater(rater)
-    done = [i for i in order if i in answers and None not in answers[i].values()]
-    st.sidebar.progress(len(done) / max(len(order), 1), text=f"{len(done)} of {len(order)} rated")
+
+    def given(item: Item) -> dict:
+        return (answers if item.kind == "image" else checks).get(item.item_id, {})
+
+    done = [it for it in items if _complete(given(it))]
+    st.sidebar.progress(len(done) / max(len(items), 1), text=f"{len(done)} of {len(items)} rated")
     st.sidebar.caption("Each answer is saved the moment you click it; you can close the tab and come back.")
 
     later = {i: k for k, i in enumerate(st.session_state.get("later", {}).get(rater, []))}
-    todo = sorted((i for i in order if i not in done), key=lambda i: later.get(i, -1))  # stable: the order otherwise
+    todo = sorted((it for it in items if not _complete(given(it))), key=lambda it: later.get(it.item_id, -1))
     if not todo:
-        st.success(f"All {len(order)} images rated. Thank you, {rater}!")
+        more = " If raters disagree on an image, it may come back to you for one more opinion: open your link again later." if invited else ""
+        st.success(f"All {len(items)} images rated. Thank you, {rater}!{more}")
         return
-    image_id = todo[0]
-    row = manifest.set_index("image_id").loc[image_id]
-    given = answers.get(image_id, {})
+    # the image on screen stays until answered or left for later, even if the queue changes meanwhile
+    current = st.session_state.setdefault("current", {})
+    item = next((it for it in todo if it.item_id == current.get(rater)), todo[0])
+    current[rater] = item.item_id
+    shown = given(item)
 
     st.subheader("The action, as shown by these photos")
-    ex = _exemplars(str(run_dir), row.action)
+    ex = _exemplars(str(run_dir), item.action)
+    if design is not None and design.gold_per_rater > 0:
+        ex = shown_exemplars(ex, item)  # one fewer on every page: a gold photo is never also in the strip
     if ex:
         st.markdown(_images_html(ex, 110), unsafe_allow_html=True)
     left, right = st.columns([1, 1])
     with left:
-        st.markdown(_images_html([str(run_dir / row.path)], 320, f"image {len(done) + 1} of {len(order)}"),
+        st.markdown(_images_html([str(run_dir / item.path)], 320, f"image {len(done) + 1} of {len(items)}"),
                     unsafe_allow_html=True)
     with right:
-        st.markdown(f"### Subject: **{row.subject}**")
+        st.markdown(f"### Subject: **{item.subject}**")
+        if item.instruction:
+            st.markdown(f"**{item.instruction}**")
         for question, text in (("action_ok", "Does the image show the action of the photos above?"),
-                               ("subject_ok", f"Is the subject right: recognisably {row.subject}, without deformation?")):
-            current = given.get(question)
-            st.markdown(f"**{text}**" + ("" if current is None else f"  (your answer: {'yes' if current else 'no'})"))
+                               ("subject_ok", f"Is the subject right: recognisably {item.subject}, without deformation?")):
+            value = shown.get(question)
+            st.markdown(f"**{text}**" + ("" if value is None else f"  (your answer: {'yes' if value else 'no'})"))
             c1, c2 = st.columns(2)
-            c1.button(LABELS[question, True], key=widget_key(question, "yes", image_id), on_click=_answer,
-                      args=(store, rater, image_id, question, True), type="primary" if current is True else "secondary")
-            c2.button(LABELS[question, False], key=widget_key(question, "no", image_id), on_click=_answer,
-                      args=(store, rater, image_id, question, False), type="primary" if current is False else "secondary")
-        st.button(NEXT_LABEL, key=widget_key("next", "later", image_id), on_click=_later, args=(rater, image_id),
+            c1.button(LABELS[question, True], key=widget_key(question, "yes", item.item_id), on_click=_answer,
+                      args=(str(run_dir), item, question, True), type="primary" if value is True else "secondary")
+            c2.button(LABELS[question, False], key=widget_key(question, "no", item.item_id), on_click=_answer,
+                      args=(str(run_dir), item, question, False), type="primary" if value is False else "secondary")
+        st.button(NEXT_LABEL, key=widget_key("next", "later", item.item_id), on_click=_later, args=(rater, item.item_id),
                   help="Leave this image for later: it comes back after the others.")
         st.caption(SHORTCUTS_HELP)
     _key_script()

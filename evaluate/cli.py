@@ -45,17 +45,26 @@ def cmd_judge(args) -> None:
 
     run_dir = _run_dir(args.run_dir)
     config = RunConfig.from_yaml(run_dir / "run.yaml", out=str(run_dir))
+    apply_judge_options(config, args)
+    action_sets = load_run_benchmark(config)
+    counts = judge_images(run_dir, config, args.judges, action_sets, resolve_subjects(config), device=args.device or "cpu",
+                          strict=True)
+    finish(run_dir, config, action_sets)
+    print(", ".join(f"{k}: {v} new verdicts" for k, v in counts.items()))
+
+
+def apply_judge_options(config, args) -> None:
+    """``--option JUDGE.NAME=VALUE`` and ``--judge-model`` (the vqa judge's model) into ``config.judge_options``."""
     for opt in args.option or []:
         key, _, value = opt.partition("=")
         judge, _, name = key.partition(".")
         if not name or not value:
             raise ActionBenchError(f"--option {opt!r}: expected JUDGE.NAME=VALUE, e.g. clip.model=ViT-B-32")
         config.judge_options.setdefault(judge, {})[name] = value
-    action_sets = load_run_benchmark(config)
-    counts = judge_images(run_dir, config, args.judges, action_sets, resolve_subjects(config), device=args.device or "cpu",
-                          strict=True)
-    finish(run_dir, config, action_sets)
-    print(", ".join(f"{k}: {v} new verdicts" for k, v in counts.items()))
+    if getattr(args, "judge_model", None):
+        if "vqa" not in args.judges:  # the flag would do nothing: say so rather than judge with another judge
+            raise ActionBenchError("--judge-model is the vqa judge's model; add vqa to --judges (e.g. --judges vqa)")
+        config.judge_options.setdefault("vqa", {})["model"] = args.judge_model
 
 
 def cmd_judge_validate(args) -> None:
@@ -91,6 +100,8 @@ def add_judge(sub) -> None:
     p.add_argument("benchmark", nargs="?", help="(validate) benchmark folder (default ../shared/ActionBench)")
     p.add_argument("--judges", nargs="+", default=["pose"], help="judges to run (default pose; see `judge list`)")
     p.add_argument("--option", action="append", help="judge option JUDGE.NAME=VALUE (e.g. clip.pretrained=/path/ckpt.bin)")
+    p.add_argument("--judge-model", help="the vqa judge's model: a hub id or a local folder (default Qwen/Qwen2-VL-2B-Instruct; "
+                                         "same as --option vqa.model=...)")
     p.add_argument("--device", help="device for judges with a network (default cpu)")
     p.set_defaults(func=_judge_dispatch)
 

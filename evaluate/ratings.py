@@ -6,6 +6,10 @@ read them, so the store lives on the evaluate floor, below the app.
 Every answer is written and committed the moment it is given (one row per rater and
 image, one column per question), so a closed tab or a killed server loses nothing. WAL
 mode lets several raters' sessions write at once.
+
+Answers on gold items and attention checks (:mod:`evaluate.study`) go to their own table,
+``checks``, with the known answers beside them: they are not run images, and keeping them
+out of ``ratings`` is what keeps them out of every accuracy and agreement table.
 """
 
 from __future__ import annotations
@@ -26,7 +30,19 @@ CREATE TABLE IF NOT EXISTS ratings (
     updated    REAL NOT NULL,    -- unix time of the last answer
     PRIMARY KEY (rater, image_id)
 );
+CREATE TABLE IF NOT EXISTS checks (
+    rater            TEXT NOT NULL,
+    item_id          TEXT NOT NULL,   -- gold/... or attention/N, never a manifest image id
+    kind             TEXT NOT NULL,   -- gold | attention
+    expected_action  INTEGER NOT NULL,
+    expected_subject INTEGER NOT NULL,
+    action_ok        INTEGER,
+    subject_ok       INTEGER,
+    updated          REAL NOT NULL,
+    PRIMARY KEY (rater, item_id)
+);
 """
+CHECK_KINDS = ("gold", "attention")
 DB_NAME = "ratings.sqlite"
 
 
@@ -54,6 +70,42 @@ class RatingStore:
                 f"ON CONFLICT (rater, image_id) DO UPDATE SET {question} = excluded.{question}, updated = excluded.updated",
                 (rater, image_id, int(bool(value)), time.time()),
             )
+
+    def answer_check(self, rater: str, item_id: str, kind: str, expected: tuple[bool, bool], question: str,
+                     value: bool) -> None:
+        """Store one answer on a gold item or attention check now, with its known answers."""
+        if question not in QUESTIONS:
+            raise ActionBenchError(f"unknown question {question!r} (known: {', '.join(QUESTIONS)})")
+        if kind not in CHECK_KINDS:
+            raise ActionBenchError(f"unknown check kind {kind!r} (known: {', '.join(CHECK_KINDS)})")
+        rater = rater.strip()
+        if not rater:
+            raise ActionBenchError("a rater needs a name")
+        with self._conn:
+            self._conn.execute(
+                f"INSERT INTO checks (rater, item_id, kind, expected_action, expected_subject, {question}, updated) "
+                f"VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rater, item_id) DO UPDATE SET "
+                f"{question} = excluded.{question}, updated = excluded.updated",
+                (rater, item_id, kind, int(bool(expected[0])), int(bool(expected[1])), int(bool(value)), time.time()),
+            )
+
+    def checks_for_rater(self, rater: str) -> dict[str, dict[str, bool | None]]:
+        """item_id -> {question: answer or None} of one rater's gold items and attention checks."""
+        rows = self._conn.execute("SELECT item_id, action_ok, subject_ok FROM checks WHERE rater = ?", (rater,))
+        return {r[0]: {"action_ok": _b(r[1]), "subject_ok": _b(r[2])} for r in rows}
+
+    def checks_frame(self):
+        """All gold and attention answers (rater, item_id, kind, expected_action, expected_subject,
+        action_ok, subject_ok, updated)."""
+        import pandas as pd
+
+        df = pd.read_sql_query("SELECT rater, item_id, kind, expected_action, expected_subject, action_ok, subject_ok, "
+                               "updated FROM checks", self._conn)
+        for col in ("expected_action", "expected_subject"):
+            df[col] = df[col].astype(bool)
+        for q in QUESTIONS:
+            df[q] = df[q].astype("boolean")
+        return df
 
     def for_rater(self, rater: str) -> dict[str, dict[str, bool | None]]:
         """image_id -> {question: answer or None} for one rater."""
@@ -95,5 +147,22 @@ def read_ratings(run_dir: str | Path):
     store = RatingStore(path)
     try:
         return store.frame()
+    finally:
+        store.close()
+
+
+def read_checks(run_dir: str | Path):
+    """The run's answers on gold items and attention checks (empty DataFrame when none)."""
+    import pandas as pd
+
+    path = Path(run_dir) / DB_NAME
+    if not path.exists():
+        return pd.DataFrame({"rater": pd.Series(dtype=str), "item_id": pd.Series(dtype=str), "kind": pd.Series(dtype=str),
+                             "expected_action": pd.Series(dtype=bool), "expected_subject": pd.Series(dtype=bool),
+                             "action_ok": pd.Series(dtype="boolean"), "subject_ok": pd.Series(dtype="boolean"),
+                             "updated": pd.Series(dtype=float)})
+    store = RatingStore(path)
+    try:
+        return store.checks_frame()
     finally:
         store.close()

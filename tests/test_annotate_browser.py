@@ -1,5 +1,5 @@
 """The rating app in a real headless browser: rate, kill the server, restart, nothing lost;
-rate with the keyboard only.
+rate with the keyboard only; rate through an invite link, and a bad link refused.
 
 Needs Debian's chromium and the playwright package (``make install`` installs both);
 skipped cleanly without them.
@@ -137,3 +137,43 @@ def test_keyboard_only_rating(tmp_path, actionbench_root):
     finally:
         stop_server(server)
     assert _answers(run_dir, "kim") == {order[0]: (True, False), order[1]: (False, True), order[2]: (True, True)}
+
+
+def test_invite_link_rates_as_its_rater_and_a_bad_link_is_refused(tmp_path, actionbench_root):
+    """Invite mode in the browser: a wrong token gets a refusal and no buttons; the link rates
+    one item with the keys, stored under the link's rater and nobody else."""
+    from test_annotate_app import invite, queue
+
+    playwright = pytest.importorskip("playwright.sync_api")
+    run_dir = fake_run(tmp_path, actionbench_root)
+    tokens = invite(run_dir, "alice", "bob")
+    first = queue(run_dir, "alice")[0]
+    total = len(queue(run_dir, "alice"))
+    port = free_port()
+    server = start_server(run_dir, port)
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1200, "height": 800})
+            page.set_default_timeout(60_000)
+            page.goto(f"http://127.0.0.1:{port}/?token=not-a-token")
+            page.get_by_text("This link is not valid").wait_for()
+            settled(page)
+            assert page.get_by_role("button", name="Yes (1)").count() == 0 and page.get_by_label("Your name").count() == 0
+            page.goto(f"http://127.0.0.1:{port}/?token={tokens['alice']}")
+            page.get_by_text("Rating as").wait_for()
+            page.get_by_text(f"0 of {total} rated").wait_for()
+            settled(page)
+            page.wait_for_function("typeof window.__actionbenchKeys === 'function'")
+            page.keyboard.press("2")  # action: no
+            page.get_by_text("(your answer: no)").wait_for()
+            settled(page)
+            page.keyboard.press("3")  # subject: yes -> the next item comes
+            page.get_by_text(f"1 of {total} rated").wait_for()
+            browser.close()
+    finally:
+        stop_server(server)
+    store = RatingStore(run_dir)
+    stored = store.for_rater("alice") if first.kind == "image" else store.checks_for_rater("alice")
+    assert stored == {first.item_id: {"action_ok": False, "subject_ok": True}}
+    assert set(store.frame().rater) | set(store.checks_frame().rater) == {"alice"}
