@@ -169,10 +169,12 @@ def agreement_report(manifest: pd.DataFrame, ratings: pd.DataFrame, verdicts: pd
                      bootstrap_samples: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Long table (``COLUMNS``): per method ("all" first) x question, the raters' statistics and each judge's.
 
-    Only images of the manifest count (gold items and attention checks are not in it).
+    Only images of the manifest count (gold items and attention checks are not in it), and
+    only complete ratings (both questions answered), as in the accuracy tables: a rating left
+    half done counts in neither.
     """
     ids = set(manifest.image_id)
-    ratings = ratings[ratings.image_id.isin(ids)]
+    ratings = ratings[ratings.image_id.isin(ids)].dropna(subset=["action_ok", "subject_ok"])
     verdicts = verdicts if verdicts is not None else pd.DataFrame(columns=["image_id", "judge", "action_ok", "subject_ok"])
     verdicts = verdicts[verdicts.image_id.isin(ids)]
     method_of = manifest.set_index("image_id").method
@@ -207,7 +209,7 @@ def agreement_report(manifest: pd.DataFrame, ratings: pd.DataFrame, verdicts: pd
 
 def pair_table(manifest: pd.DataFrame, ratings: pd.DataFrame) -> pd.DataFrame:
     """Cohen's kappa and raw agreement of every rater pair, per question, over all methods."""
-    ratings = ratings[ratings.image_id.isin(set(manifest.image_id))]
+    ratings = ratings[ratings.image_id.isin(set(manifest.image_id))].dropna(subset=["action_ok", "subject_ok"])
     rows = []
     for q in QUESTIONS:
         m = answer_matrix(ratings, q)

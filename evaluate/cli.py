@@ -1,4 +1,4 @@
-"""``actionbench run | judge | tables``: thin calls into ``evaluate``'s Python API."""
+"""``actionbench run | judge | tables | agreement``: thin calls into ``evaluate``'s Python API."""
 
 from __future__ import annotations
 
@@ -146,7 +146,43 @@ def add_tables(sub) -> None:
     p.set_defaults(func=cmd_tables)
 
 
+# -- agreement -------------------------------------------------------------------------
+
+
+def cmd_agreement(args) -> None:
+    from .agreement import run_agreement
+    from .tables import format_tables
+
+    run_dir = _run_dir(args.run_dir)
+    tables = run_agreement(run_dir, bootstrap_samples=args.bootstrap, seed=args.seed)
+    out = Path(args.out) if args.out else run_dir / "agreement.csv"
+    tables["long"].to_csv(out, index=False)
+    pairs = out.with_name(out.stem + "_pairs.csv")
+    tables["rater pairs"].to_csv(pairs, index=False)
+    if args.format == "csv":
+        print(tables["long"].to_csv(index=False))
+    else:
+        print(format_tables(tables, args.format))
+    print(f"wrote {out} and {pairs}")
+
+
+def add_agreement(sub) -> None:
+    p = sub.add_parser("agreement", help="agreement between raters and of each judge with the raters' majority",
+                       description="Per question and per method: raw agreement, Cohen's kappa (rater pairs), "
+                                   "Krippendorff's alpha (all raters, nominal, missing answers allowed), and each "
+                                   "judge against the majority human answer (accuracy, kappa, alpha, alpha as a share "
+                                   "of the human-human alpha), with 95%% bootstrap intervals over images. Writes "
+                                   "RUN/agreement.csv (long table) and RUN/agreement_pairs.csv.")
+    p.add_argument("run_dir", help="run folder with ratings (actionbench annotate)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the images (default 1000; 0: none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    p.add_argument("--format", default="md", choices=["md", "csv", "latex"], help="what to print (default md)")
+    p.add_argument("--out", help="the long table's CSV (default RUN/agreement.csv)")
+    p.set_defaults(func=cmd_agreement)
+
+
 def add_parsers(sub) -> None:
     add_run(sub)
     add_judge(sub)
     add_tables(sub)
+    add_agreement(sub)

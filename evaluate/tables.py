@@ -13,18 +13,18 @@ accuracy; ``n`` says how many images counted. Total needs both answers.
 (exact coverage for one rater; with several raters, image scores are averages and the
 interval is a little conservative).
 
-Agreement: between raters, Cohen's kappa and raw agreement over images two raters both
-answered (averaged over pairs); between humans and a judge, the same between each
-image's majority human answer and the judge's verdict.
+Agreement (:mod:`evaluate.agreement`, over all methods): between raters, raw agreement,
+Cohen's kappa (averaged over rater pairs) and Krippendorff's alpha; between each judge and
+the raters' majority answer, accuracy, kappa, alpha and alpha as a share of the raters'
+alpha; 95% bootstrap intervals over images. ``actionbench agreement RUN`` gives it per
+method and per rater pair.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from actionbench.errors import ActionBenchError
@@ -53,20 +53,6 @@ def wilson(p: float, n: int, z: float = Z95) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def cohen_kappa(a, b) -> float:
-    """Cohen's kappa of two aligned boolean sequences (NaN when undefined)."""
-    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
-    if len(a) == 0:
-        return float("nan")
-    po = float((a == b).mean())
-    pa, pb = a.mean(), b.mean()
-    pe = pa * pb + (1 - pa) * (1 - pb)
-    return float("nan") if pe == 1 else float((po - pe) / (1 - pe))
-
-
-# -- per-image scores ----------------------------------------------------------------
 
 
 def human_scores(ratings: pd.DataFrame) -> pd.DataFrame:
@@ -132,37 +118,6 @@ def accuracy_table(manifest: pd.DataFrame, scores: dict[str, pd.DataFrame]) -> p
     return pd.DataFrame(rows)
 
 
-def agreement_table(manifest: pd.DataFrame, ratings: pd.DataFrame, verdicts: pd.DataFrame) -> pd.DataFrame:
-    """Agreement between raters (pairwise, averaged) and between the human majority and each judge."""
-    rows = []
-    ids = set(manifest.image_id)
-    r = ratings[ratings.image_id.isin(ids)].dropna(subset=["action_ok", "subject_ok"])
-    for q in ("action", "subject"):
-        col = f"{q}_ok"
-        wide = r.pivot_table(index="image_id", columns="rater", values=col, aggfunc="first")
-        pairs = list(itertools.combinations(wide.columns, 2))
-        kappas, agrees, ns = [], [], []
-        for a, b in pairs:
-            both = wide[[a, b]].dropna()
-            if len(both):
-                kappas.append(cohen_kappa(both[a].astype(bool), both[b].astype(bool)))
-                agrees.append(float((both[a].astype(bool) == both[b].astype(bool)).mean()))
-                ns.append(len(both))
-        if pairs and ns:
-            rows.append(dict(between="raters", question=q, pairs=len(ns), n=int(sum(ns)),
-                             agreement=float(np.mean(agrees)), kappa=float(np.nanmean(kappas)) if not all(map(math.isnan, kappas)) else float("nan")))
-        if len(r):
-            majority = r.groupby("image_id")[col].agg(lambda s: s.astype(float).mean() >= 0.5)
-            for judge in sorted(set(verdicts.judge)):
-                v = verdicts[(verdicts.judge == judge)].set_index("image_id")[col].dropna()
-                common = majority.index.intersection(v.index)
-                if len(common):
-                    h, j = majority.loc[common].astype(bool), v.loc[common].astype(bool)
-                    rows.append(dict(between=f"humans vs judge:{judge}", question=q, pairs=1, n=len(common),
-                                     agreement=float((h.values == j.values).mean()), kappa=cohen_kappa(h, j)))
-    return pd.DataFrame(rows, columns=["between", "question", "pairs", "n", "agreement", "kappa"])
-
-
 def summary(table: pd.DataFrame, action: str = "all", paper: bool = False) -> pd.DataFrame:
     """Wide view: one row per (source, method), 'acc [lo, hi]' in % for action / subject / total."""
     t = table[table.action == action]
@@ -198,7 +153,8 @@ def _cell(x) -> str:
     return str(x)
 
 
-def build_tables(run_dir: str | Path, source: str = "all", paper: bool = False) -> dict[str, pd.DataFrame]:
+def build_tables(run_dir: str | Path, source: str = "all", paper: bool = False,
+                 bootstrap_samples: int = 500) -> dict[str, pd.DataFrame]:
     """Everything ``actionbench tables`` prints: overall, per action, agreement, and the long table."""
     from .manifest import read_manifest, read_verdicts
     from .ratings import read_ratings
@@ -211,9 +167,14 @@ def build_tables(run_dir: str | Path, source: str = "all", paper: bool = False) 
     out = {"overall": summary(long, "all", paper)}
     for action in dict.fromkeys(manifest.action):
         out[f"action: {action}"] = summary(long, action)
-    agreement = agreement_table(manifest, read_ratings(run_dir), read_verdicts(run_dir))
-    if len(agreement):
-        out["agreement"] = agreement
+    ratings = read_ratings(run_dir)
+    if len(ratings):
+        from .agreement import agreement_report
+        from .agreement import summary as agreement_summary
+
+        agreement = agreement_summary(agreement_report(manifest, ratings, read_verdicts(run_dir), bootstrap_samples))
+        if len(agreement):
+            out["agreement"] = agreement
     out["long"] = long
     return out
 

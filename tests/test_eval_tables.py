@@ -12,7 +12,6 @@ from evaluate.ratings import RatingStore, read_ratings
 from evaluate.tables import (
     accuracy_table,
     build_tables,
-    cohen_kappa,
     format_tables,
     human_scores,
     summary,
@@ -28,14 +27,6 @@ def test_wilson_by_hand():
     lo, hi = wilson(0.0, 10)  # 0 of 10: [0, z^2/(n+z^2)] = [0, 0.2775]
     assert lo == 0.0 and hi == pytest.approx(0.27753, abs=1e-4)
     assert all(math.isnan(x) for x in wilson(0.5, 0))
-
-
-def test_kappa_by_hand():
-    a = [1, 1, 0, 0, 1, 0]
-    b = [1, 0, 0, 0, 1, 1]
-    # po = 4/6; pa = pb = 1/2 -> pe = 1/2; kappa = (2/3 - 1/2) / (1/2) = 1/3
-    assert cohen_kappa(a, b) == pytest.approx(1 / 3)
-    assert cohen_kappa(a, a) == pytest.approx(1.0)
 
 
 def make_run(tmp_path):
@@ -93,13 +84,14 @@ def test_agreement_by_hand(tmp_path):
     run, ids = make_run(tmp_path)
     tables = build_tables(run)
     ag = tables["agreement"].set_index(["between", "question"])
-    # raters on m1 action: ann 1,1,0,0 bob 1,0,0,0 -> agree 3/4; po .75 pa .5 pb .25 pe .5 -> kappa .5
-    assert ag.loc[("raters", "action"), "agreement"] == pytest.approx(0.75)
-    assert ag.loc[("raters", "action"), "kappa"] == pytest.approx(0.5)
-    # humans (majority, ties count as yes) vs pose on action, images with a verdict: m1/sit/0, m1/sit/1, m1/pray/1
-    # majority: 1, 1 (tie .5), 0 ; judge: 1, 0, 0 -> 2/3 agree
-    assert ag.loc[("humans vs judge:pose", "action"), "agreement"] == pytest.approx(2 / 3)
-    assert ag.loc[("humans vs judge:pose", "action"), "n"] == 3
+    # raters on action (ann and bob both answered m1's 4 images; m2 only ann): ann 1,1,0,0 bob 1,0,0,0
+    # -> raw agreement 3/4; po .75 pa .5 pb .25 pe .5 -> kappa .5
+    assert ag.loc[("raters", "action"), "raw_agreement"].startswith("0.750")
+    assert ag.loc[("raters", "action"), "kappa_mean"].startswith("0.500")
+    # pose vs the majority on action: verdicts on m1/sit/0, m1/sit/1, m1/pray/1; majority 1, tie (left out), 0;
+    # judge 1, 0, 0 -> 2 of 2 right
+    assert ag.loc[("judge:pose vs majority", "action"), "accuracy"].startswith("1.000")
+    assert ag.loc[("judge:pose vs majority", "action"), "images"] == 2
 
 
 def test_formats_and_paper_table(tmp_path):
