@@ -1,4 +1,4 @@
-"""``actionbench run | judge | tables | agreement``: thin calls into ``evaluate``'s Python API."""
+"""``actionbench run | judge | tables | agreement | report``: thin calls into ``evaluate``'s Python API."""
 
 from __future__ import annotations
 
@@ -181,8 +181,39 @@ def add_agreement(sub) -> None:
     p.set_defaults(func=cmd_agreement)
 
 
+# -- report ----------------------------------------------------------------------------
+
+
+def cmd_report(args) -> None:
+    import yaml
+
+    from actionbench.bench import load_benchmark
+
+    from .report import write_report
+
+    run_dir = _run_dir(args.run_dir)
+    saved = yaml.safe_load((run_dir / "run.yaml").read_text()) or {}
+    action_sets = {}
+    if saved.get("benchmark"):  # the exemplars beside each action; the report works without them
+        try:
+            action_sets = load_benchmark(saved["benchmark"], verify_images=False)
+        except (ActionBenchError, OSError) as err:
+            print(f"exemplars left out ({saved['benchmark']}: {err})")
+    print(f"wrote {write_report(run_dir, action_sets, args.out)}")
+
+
+def add_report(sub) -> None:
+    p = sub.add_parser("report", help="write a run's report.html again (figures, agreement, per-image drill-down)",
+                       description="Writes RUN/report.html and RUN/figures/*.png from the run's images, judge "
+                                   "verdicts and ratings: run it after rating to see the raters in the report.")
+    p.add_argument("run_dir", help="run folder")
+    p.add_argument("--out", help="the HTML file (default RUN/report.html)")
+    p.set_defaults(func=cmd_report)
+
+
 def add_parsers(sub) -> None:
     add_run(sub)
     add_judge(sub)
     add_tables(sub)
     add_agreement(sub)
+    add_report(sub)
