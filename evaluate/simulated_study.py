@@ -25,7 +25,8 @@ Raters answer with the truth and flip each answer with a known probability:
 
     python -m evaluate.simulated_study                     # results/simulated-study, docs/img/study_*.png
 
-About 1 CPU-minute (rendering, the VAE and the judge on 192 images; the bootstrap).
+About 6 CPU-minutes on this 2-core machine (rendering, the VAE and the judge on 192 images take 1; the
+1000-resample bootstraps the rest).
 """
 
 from __future__ import annotations
