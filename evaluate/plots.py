@@ -53,13 +53,14 @@ def accuracy_figure(long: pd.DataFrame, path: str | Path) -> Path | None:
             lo = np.array([g.lo.get((m, q), np.nan) for m in methods]) * 100
             hi = np.array([g.hi.get((m, q), np.nan) for m in methods]) * 100
             ax.bar(x + (k - 1) * width, acc, width, color=COLORS[q], label=q,
-                   yerr=np.nan_to_num(np.stack([acc - lo, hi - acc])), capsize=2, error_kw={"lw": 0.8})
+                   yerr=_err(acc, lo, hi), capsize=2, error_kw={"lw": 0.8})
         ax.set_xticks(x, methods, rotation=30, ha="right", fontsize=8)
-        ax.set_ylim(0, 100)
+        ax.set_ylim(0, 112)
+        ax.set_yticks(range(0, 101, 20))
         ax.set_title(source, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("accuracy (%), 95% interval")
-    axes[0][-1].legend(fontsize=7, loc="upper right")
+    axes[0][-1].legend(fontsize=7, loc="upper center", ncol=3, frameon=False)
     return _save(fig, path)
 
 
@@ -121,12 +122,16 @@ def leakage_figure(rates: pd.DataFrame, path: str | Path) -> Path | None:
         r = np.array([g.rate.get(mm, np.nan) for mm in methods]) * 100
         lo = np.array([g.lo.get(mm, np.nan) for mm in methods]) * 100
         hi = np.array([g.hi.get(mm, np.nan) for mm in methods]) * 100
-        ax.bar(x + (k - (len(judges) - 1) / 2) * width, r, width, label=f"judge: {judge}",
-               yerr=np.nan_to_num(np.stack([r - lo, hi - r])), capsize=2, color="#d65f5f", error_kw={"lw": 0.8})
+        bars = ax.bar(x + (k - (len(judges) - 1) / 2) * width, r, width, label=f"judge: {judge}",
+                      yerr=_err(r, lo, hi), capsize=2, color="#d65f5f", error_kw={"lw": 0.8})
+        for b, mm in zip(bars, methods):
+            if mm in g.index:
+                ax.text(b.get_x() + b.get_width() / 2, 1, f"{int(g.human[mm])}/{int(g.images[mm])}", ha="center",
+                        va="bottom", fontsize=7)
     ax.set_xticks(x, methods, rotation=30, ha="right", fontsize=8)
     ax.set_ylim(0, 100)
     ax.set_ylabel("animals drawn human (%)")
-    ax.set_title("appearance leakage: animal prompts drawn as a person, 95% interval", fontsize=9)
+    ax.set_title("leakage: animal prompts drawn as a person\n(count over animal images, 95% interval)", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     if len(judges) > 1:
         ax.legend(fontsize=7)
@@ -169,6 +174,11 @@ def write_figures(run_dir: str | Path, out_dir: str | Path | None = None, source
             "leakage": leakage_figure(leakage_rates(manifest, read_verdicts(run_dir), animals, humans),
                                       out_dir / "leakage.png")}
     return {k: v for k, v in made.items() if v is not None}
+
+
+def _err(v, lo, hi) -> np.ndarray:
+    """Error bar lengths below and above (never negative: a Wilson bound equals the rate at 0% and 100%)."""
+    return np.clip(np.nan_to_num(np.stack([v - lo, hi - v])), 0, None)
 
 
 def _save(fig, path) -> Path:

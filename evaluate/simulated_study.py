@@ -225,9 +225,9 @@ def figures(table: pd.DataFrame, quality: pd.DataFrame, out_dir: Path) -> list[P
     for ax, q in zip(axes, ("action", "subject")):
         t = table[table.question == q]
         x = 100 * t.error_rate.to_numpy()
-        ax.errorbar(x, t.alpha, yerr=[t.alpha - t.alpha_ci_low, t.alpha_ci_high - t.alpha], marker="o", capsize=3,
+        ax.errorbar(x, t.alpha, yerr=np.clip([t.alpha - t.alpha_ci_low, t.alpha_ci_high - t.alpha], 0, None), marker="o", capsize=3,
                     label="raters among themselves")
-        ax.errorbar(x + 0.6, t.judge_alpha, yerr=[t.judge_alpha - t.judge_alpha_ci_low, t.judge_alpha_ci_high - t.judge_alpha],
+        ax.errorbar(x + 0.6, t.judge_alpha, yerr=np.clip([t.judge_alpha - t.judge_alpha_ci_low, t.judge_alpha_ci_high - t.judge_alpha], 0, None),
                     marker="s", capsize=3, label="world judge vs the raters' majority")
         ax.set_xticks(x, [f"{v:.0f}%" for v in x])
         ax.set_xlabel("simulated error rate of each rater")
@@ -242,7 +242,7 @@ def figures(table: pd.DataFrame, quality: pd.DataFrame, out_dir: Path) -> list[P
     from .tables import wilson
 
     ci = np.array([wilson(a, n) for a, n in zip(q.gold_accuracy, q.gold_answered)]) * 100
-    err = np.stack([100 * q.gold_accuracy - ci[:, 0], ci[:, 1] - 100 * q.gold_accuracy])
+    err = np.clip(np.stack([100 * q.gold_accuracy - ci[:, 0], ci[:, 1] - 100 * q.gold_accuracy]), 0, None)
     bars = ax.bar(q.rater, 100 * q.gold_accuracy, yerr=err, capsize=3, color=["#d65f5f" if e == max(MIXED.values()) else "#4878d0"
                                                          for e in q.simulated_error_rate])
     for b, e, n in zip(bars, q.simulated_error_rate, q.gold_answered):

@@ -4,8 +4,8 @@ ActionWorld images only (ActionBench's photos are CC BY-NC-ND and never go into 
     python scripts/eval_app_screenshot.py --out docs/img/eval_app.png
 
 A run folder is built in a temporary directory: the world benchmark's ``sit`` exemplars, and
-4 images the world model drew for the method table (text prompt and ADI, seed 0, an old man
-and a panda: ``results/world-table/parts/b/images/sit``). The app is served with
+4 images the world model drew in the committed world run (text prompt and ADI, seed 0, an old
+man and a panda: ``results/world-small/images/{sd,adi}/sit``). The app is served with
 ``actionbench annotate``'s command line and photographed at its first image for rater "ann".
 Needs chromium and playwright (``make install``).
 """
@@ -22,9 +22,9 @@ from annotate_app.cli import free_port, start_server, stop_server
 from evaluate.manifest import append_jsonl, manifest_shard
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGES = ROOT / "results/world-table/parts/b/images/sit"
-SUBJECTS = {3: "an old man", 7: "a panda"}  # world_subjects() index -> name; 8 images per subject
-METHODS = {"sd": "method-1", "adi_lr-0.02": "method-2"}
+IMAGES = ROOT / "results/world-small/images"
+SUBJECTS = {3: "An old man", 7: "A panda"}  # index -> name (the index only names the copied file)
+METHODS = {"sd": "method-1", "adi": "method-2"}
 
 
 def build_run(root: Path) -> Path:
@@ -35,7 +35,7 @@ def build_run(root: Path) -> Path:
         for index, subject in SUBJECTS.items():
             rel = f"images/{method}/sit/{index}.png"
             (run / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(IMAGES / folder / "seed0" / f"{index * 8:03d}.png", run / rel)
+            shutil.copy(IMAGES / folder / "sit" / f"{subject.lower().replace(' ', '_')}_0.png", run / rel)
             append_jsonl(manifest_shard(run, 0), dict(image_id=f"{method}/sit/{index}/0", method=method, method_name=method,
                                                       action="sit", subject=subject, index=0, seed=0, path=rel,
                                                       prompt=f"{subject} <A>", time_s=0))

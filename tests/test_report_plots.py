@@ -82,6 +82,15 @@ def test_figures_are_drawn(tmp_path):
             assert np.asarray(im.convert("L")).std() > 5  # not a blank canvas
 
 
+def test_figures_at_100_percent(tmp_path):
+    # a Wilson bound computed at 100% can land a hair below the rate: the bars must still draw
+    from evaluate.plots import accuracy_figure
+
+    long = pd.DataFrame([dict(source="judge:world", method="m", action="all", question=q, images=48, n=48, acc=1.0,
+                              lo=0.926, hi=1.0 - 1e-16) for q in ("action", "subject", "total")])
+    assert accuracy_figure(long, tmp_path / "a.png").exists()
+
+
 def test_no_figures_without_scores(tmp_path):
     run = tmp_path / "empty"
     append_jsonl(manifest_shard(run, 0), dict(image_id="m/sit/a_man/0", method="m", method_name="m", action="sit",
