@@ -78,7 +78,11 @@ def test_pose_verdicts_cover_every_image(tiny_run):
 def test_report_links_exemplars_and_images(tiny_run):
     out, _, _ = tiny_run
     html = (out / "report.html").read_text()
-    assert html.count("<h2 id=") == 2 and "<h2>Judges</h2>" in html and "handstand/01.jpg" in html  # exemplars linked, not copied
+    # one section per action, then the per-image drill-down
+    assert [h for h in ("<h2 id='salute'>", "<h2 id='handstand'>", "<h2 id=drilldown>") if h in html] == [
+        "<h2 id='salute'>", "<h2 id='handstand'>", "<h2 id=drilldown>"]
+    assert html.count("<h2 id=") == len(ACTIONS) + 1
+    assert "<h2>Judges</h2>" in html and "handstand/01.jpg" in html  # exemplars linked, not copied
     assert "images/ti/salute/a_panda_1.png" in html
     assert not list(out.rglob("*.jpg"))
 
