@@ -171,7 +171,7 @@ def add_agreement(sub) -> None:
                        description="Per question and per method: raw agreement, Cohen's kappa (rater pairs), "
                                    "Krippendorff's alpha (all raters, nominal, missing answers allowed), and each "
                                    "judge against the majority human answer (accuracy, kappa, alpha, alpha as a share "
-                                   "of the human-human alpha), with 95%% bootstrap intervals over images. Writes "
+                                   "of the human-human alpha), with 95% bootstrap intervals over images. Writes "
                                    "RUN/agreement.csv (long table) and RUN/agreement_pairs.csv.")
     p.add_argument("run_dir", help="run folder with ratings (actionbench annotate)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the images (default 1000; 0: none)")
