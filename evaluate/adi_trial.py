@@ -2,6 +2,7 @@
 
     python -m evaluate.adi_trial run --experiment mask-controls --part c1 --actions salute,cheer --seeds 0 --threads 1
     python -m evaluate.adi_trial table          # results/adi-trial/table.csv, table.md, kept.json
+    python -m evaluate.adi_trial budget-table   # results/adi-trial/budget.md: experiment 1 within its actions
 
 Each experiment is a list of ``actionbench demo`` method specs run exactly as the world
 table runs its methods (``evaluate.world_table``: 72 images per run, 600 exemplar images
@@ -24,7 +25,9 @@ Experiments:
   at the papers' step counts, each learner's rate chosen again on salute by the world
   sweep's rule (``budget_lr.json``). The sweep's salute runs at the chosen rates are the
   budget rows' salute seed 0, so ``budget`` runs salute with ``--seeds 1,2`` and
-  ``budget-extra`` adds ADI without masks' salute seed 0.
+  ``budget-extra`` adds ADI without masks' salute seed 0. ``budget-table`` compares the
+  budget rows with each other and with the same learners at 600 images, on the actions
+  the budget parts ran (``budget.md``).
 """
 
 from __future__ import annotations
@@ -144,6 +147,16 @@ def experiment_of(spec: str, chosen: dict[str, float], budget: dict[str, float] 
     return "world table"
 
 
+def merged_report(results: Path) -> dict:
+    """The world table's reference rows and every trial part, as one report."""
+    chosen = chosen_rates(results)
+    table = json.loads((results / "world-table" / "demo.json").read_text())
+    refs = [with_rate(s, chosen) for s in REFERENCES]
+    reference_only = {**table, "results": {a: {m: r for m, r in by.items() if m in refs} for a, by in table["results"].items()}}
+    paths = sorted((results / "adi-trial" / "parts").glob("*/demo.json"), key=lambda p: (len(p.parent.name), p.parent.name))
+    return merge_reports([reference_only, *[json.loads(p.read_text()) for p in paths]])
+
+
 def trial_table(results: Path, n_boot: int = 2000) -> tuple[list[dict], dict]:
     """The rows of ``table.csv`` and the merged report (world-table references + trial parts)."""
     from .paired import bootstrap_ci, paired_bootstrap
@@ -151,10 +164,7 @@ def trial_table(results: Path, n_boot: int = 2000) -> tuple[list[dict], dict]:
     chosen = chosen_rates(results)
     table = json.loads((results / "world-table" / "demo.json").read_text())
     refs = [with_rate(s, chosen) for s in REFERENCES]
-    reference_only = {**table, "results": {a: {m: r for m, r in by.items() if m in refs} for a, by in table["results"].items()}}
-    paths = sorted((results / "adi-trial" / "parts").glob("*/demo.json"), key=lambda p: (len(p.parent.name), p.parent.name))
-    parts = [json.loads(p.read_text()) for p in paths]
-    report = merge_reports([reference_only, *parts])
+    report = merged_report(results)
     kept = {**table.get("mask_kept", {}), **update_kept(results / "adi-trial")}
     budget_path = results / "adi-trial" / BUDGET_LR
     budget = json.loads(budget_path.read_text())["lr"] if budget_path.exists() else None
@@ -189,6 +199,43 @@ def trial_table(results: Path, n_boot: int = 2000) -> tuple[list[dict], dict]:
     return rows, report
 
 
+def budget_report(results: Path) -> dict:
+    """Experiment 1 alone: the budget specs (the papers' step counts at ``budget_lr.json``'s
+    rates) and the same learners at 600 images (the world table's rows), on the actions
+    where all the budget specs ran."""
+    path = results / "adi-trial" / BUDGET_LR
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: run the budget sweep first")
+    budget = json.loads(path.read_text())["lr"]
+    report = merged_report(results)
+    chosen = chosen_rates(results)
+    specs = [with_rate(s, budget) for s in EXPERIMENTS["budget"]]
+    specs += [with_rate(s, chosen) for s in ("adi", "adi:mask=none", "pplus", "textual-inversion")]
+    # the actions where every budget spec has run (a part still running leaves its action out)
+    actions = [a for a, by in report["results"].items() if all(m in by for m in specs[:len(EXPERIMENTS["budget"])])]
+    if not actions:
+        raise SystemExit("no action has all the budget rows yet (python -m evaluate.adi_trial run --experiment budget ...)")
+    return {**report, "results": {a: {m: report["results"][a][m] for m in specs if m in report["results"][a]}
+                                  for a in actions}}
+
+
+def budget_table(results: Path, n_boot: int = 2000) -> str:
+    """``budget.md``: per action, then pooled with paired tests against ADI and P+ at the papers' budgets."""
+    from .demo import compare_table, table
+
+    report = budget_report(results)
+    budget = json.loads((results / "adi-trial" / BUDGET_LR).read_text())["lr"]
+    adi, pplus = with_rate(EXPERIMENTS["budget"][0], budget), with_rate(EXPERIMENTS["budget"][1], budget)
+    runs = {m: sum(len(set(by[m].get("seeds", [0]))) for by in report["results"].values() if m in by)
+            for m in dict.fromkeys(m for by in report["results"].values() for m in by)}
+    text = (f"Experiment 1 on {', '.join(report['results'])} (learning runs per method: "
+            + ", ".join(f"{m} {n}" for m, n in runs.items()) + ").\n\n" + table(report)
+            + f"\n\nPooled, paired against {adi}:\n\n" + compare_table(report, adi, n_boot)
+            + f"\n\nPooled, paired against {pplus}:\n\n" + compare_table(report, pplus, n_boot) + "\n")
+    (results / "adi-trial" / "budget.md").write_text(text)
+    return text
+
+
 def write_table(rows: list[dict], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with (out / "table.csv").open("w", newline="") as f:
@@ -215,7 +262,7 @@ def write_table(rows: list[dict], out: Path) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=("run", "table"))
+    p.add_argument("stage", choices=("run", "table", "budget-table"))
     p.add_argument("--experiment", choices=sorted(EXPERIMENTS), help="with run: which experiment's specs")
     p.add_argument("--part", help="with run: this part's name (results/adi-trial/parts/PART)")
     p.add_argument("--actions", default="cheer,gesture,handstand,meditate,pray,salute,sit,squat")
@@ -232,6 +279,8 @@ def main(argv=None) -> None:
         if not (args.experiment and args.part):
             p.error("run needs --experiment and --part")
         run(args)
+    elif args.stage == "budget-table":
+        print(budget_table(Path(args.out)))
     else:
         rows, report = trial_table(Path(args.out))
         out = Path(args.out) / "adi-trial"

@@ -88,3 +88,29 @@ def test_budget_needs_its_sweep_and_keeps_the_papers_steps(tmp_path):
     assert experiment_of("adi:steps=3000:lr=0.005", {"adi": 0.02}, budget) == "budget"
     assert experiment_of("adi:steps=3000:lr=0.005", {"adi": 0.02}) == "budget-sweep"
     assert experiment_of("adi:steps=3000:lr=0.001", {"adi": 0.02}, budget) == "budget-sweep"
+
+
+def test_budget_table_keeps_the_budget_actions_and_pairs_within_them(tmp_path):
+    from evaluate.adi_trial import budget_report, budget_table
+
+    out, _ = _results(tmp_path)
+    (out / "adi-trial" / "budget_lr.json").write_text(json.dumps({"action": "salute", "lr": {"adi": 0.005, "pplus": 0.02}}))
+    budget_adi = with_rate(EXPERIMENTS["budget"][0], {"adi": 0.005})
+    assert budget_adi == "adi:steps=3000:lr=0.005"
+    part = out / "adi-trial" / "parts" / "b1"
+    part.mkdir(parents=True)
+    budget = [with_rate(s, {"adi": 0.005, "pplus": 0.02}) for s in EXPERIMENTS["budget"]]
+    # salute: every budget row on seed 1, the budget ADI hitting 2 of 4 slots; cheer: the budget ADI alone (a part
+    # still running), so cheer is left out
+    rows = {m: _record([[1, 1], [1, 1], [1, 0], [1, 0]], [1] * 4) for m in budget}
+    (part / "demo.json").write_text(json.dumps(_report(
+        {"salute": rows, "cheer": {budget_adi: _record([[1, 1]] * 4, [0] * 4)}}, budget, [1])))
+    report = budget_report(out)
+    assert list(report["results"]) == ["salute"]
+    assert set(report["results"]["salute"]) == {*budget, "adi:lr=0.02", "pplus:lr=0.005"}  # the control is not a budget row
+    text = budget_table(out, n_boot=100)
+    assert (out / "adi-trial" / "budget.md").read_text() == text
+    # paired on seed 1, the only seed both hold: P+ 75% against the budget ADI's 50%
+    pplus_row = next(line for line in text.split("paired against adi:steps=3000")[1].splitlines()
+                     if line.startswith("| pplus:lr=0.005"))
+    assert "+25.0% [" in pplus_row and "(4 paired images)" in pplus_row
