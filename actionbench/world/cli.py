@@ -102,6 +102,27 @@ def _train_judge(args) -> int:
     return 0
 
 
+def _phenomena(args) -> int:
+    import torch
+
+    from ..models import WORLD_MODEL_DIR, load_pipeline
+    from .phenomena import measure, write
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    path = Path(args.fidelity) if args.fidelity else (WORLD_MODEL_DIR / "fidelity.json" if args.model == "world" else None)
+    if path is None or not path.exists():
+        print(f"no fidelity report at {path}: give --fidelity (made by actionbench world fidelity --model {args.model} --out FILE)")
+        return 2
+    rep = measure(load_pipeline(args.model), json.loads(path.read_text()), args.name, n=args.n, seed=args.seed)
+    try:  # a path relative to where it was run from, so the report reads the same on every clone
+        rep["fidelity_report"] = str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        rep["fidelity_report"] = str(path)
+    print(f"wrote {write(rep, args.out)}")
+    return 0
+
+
 def _fidelity(args) -> int:
     from .fidelity import measure_fidelity, write_report
 
@@ -245,6 +266,16 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="JSON report path")
     p.set_defaults(func=_fidelity)
+    p = sub.add_parser("phenomena", help="the task's difficulties measured on a world model (token width, text naming, figure's loss share)")
+    p.add_argument("--model", default="world")
+    p.add_argument("--fidelity", help="the model's fidelity report (default: the shipped model's fidelity.json)")
+    p.add_argument("--name", default="v2b", help="the world's label in the report (default v2b)")
+    p.add_argument("--n", type=int, default=256, help="renders for the figure's loss share (default 256)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument("--out", required=True, help="JSON report path, e.g. results/world-v2b/phenomena.json")
+    p.set_defaults(func=_phenomena)
+
     p = sub.add_parser("model-grid", help="subjects x named actions drawn by a model from text")
     p.add_argument("--model", default="world")
     p.add_argument("--out", default="docs/img/world_model_grid.png")

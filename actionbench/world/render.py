@@ -524,6 +524,14 @@ def render(subject: str, action: str, context: str, seed: int = 0, size: int = 6
     The seed fixes character (colours), scene layout, position, scale and mirroring; the
     pose jitter depends on (seed, action). Same seed, other action -> same character and scene.
     """
+    return render_with_mask(subject, action, context, seed, size)[0]
+
+
+def render_with_mask(subject: str, action: str, context: str, seed: int = 0,
+                     size: int = 64) -> tuple[Image.Image, np.ndarray]:
+    """:func:`render`'s image and the figure's silhouette: the character's coverage of each
+    pixel (``size`` x ``size`` floats in [0, 1], the body layer's alpha area-averaged down),
+    with the chair of a sit (drawn with the character), without the shadow or the background."""
     pl = placement(subject, action, context, seed, size)
     S, (cx, oy), height, ground, lift = pl.S, pl.origin, pl.height, pl.ground, pl.lift
     bg, horizon = draw_background(context, S, _rng("scene", seed, context))
@@ -539,7 +547,8 @@ def render(subject: str, action: str, context: str, seed: int = 0, size: int = 6
     layer.alpha_composite(body)
     bg = bg.convert("RGBA")
     bg.alpha_composite(layer)
-    return bg.convert("RGB").resize((size, size), Image.Resampling.LANCZOS)
+    mask = np.asarray(body.getchannel("A").resize((size, size), Image.Resampling.BOX), dtype=np.float32) / 255.0
+    return bg.convert("RGB").resize((size, size), Image.Resampling.LANCZOS), mask
 
 
 def render_grid(subjects=None, actions=None, context: str | None = None, seed: int = 0, size: int = 64, pad: int = 2) -> Image.Image:
