@@ -13,6 +13,10 @@
 
 so ``actionbench.bench`` reads it exactly like ``../shared/ActionBench``. A ready copy is
 committed under ``actionbench/world/bench/``.
+
+``world`` (every writer takes it) is the world's renderer module: :mod:`.render` (v2b, the
+default) or :mod:`.render_v3`, whose exemplars share a dominant scene and outfit per action
+(``render_v3.exemplar_specs``); its ``world.json`` records them under ``exemplar_context``.
 """
 
 from __future__ import annotations
@@ -21,15 +25,17 @@ import json
 from pathlib import Path
 
 from . import render as R
-from .skeleton import keypoints_json, render_keypoints
+from .skeleton import keypoints_json, placement_keypoints
 
 BENCH_DIR = Path(__file__).with_name("bench")
 N_EXEMPLARS = 10
 BASE_SEED = 5000  # exemplar seeds: 5000 + 100 * (action index) + exemplar index
 
 
-def exemplar_specs(actionbench_action: str, n: int = N_EXEMPLARS) -> list[dict]:
+def exemplar_specs(actionbench_action: str, n: int = N_EXEMPLARS, world=R) -> list[dict]:
     """The (subject, context, seed) of each exemplar of one ActionBench action."""
+    if world is not R:
+        return world.exemplar_specs(actionbench_action, n)
     k = sorted(R.ACTIONBENCH).index(actionbench_action)
     specs = []
     for i in range(n):
@@ -40,22 +46,23 @@ def exemplar_specs(actionbench_action: str, n: int = N_EXEMPLARS) -> list[dict]:
     return specs
 
 
-def template(subject: str, context: str) -> str:
+def template(subject: str, context: str, world=R) -> str:
     """The action-free prompt template, e.g. "a man {} in a park"."""
-    return f"{R.subject_phrase(subject)} {{}} {R.context_phrase(context)}"
+    return f"{world.subject_phrase(subject)} {{}} {world.context_phrase(context)}"
 
 
-def write_action(out: str | Path, actionbench_action: str, size: int = 64) -> Path:
+def write_action(out: str | Path, actionbench_action: str, size: int = 64, world=R) -> Path:
     """Write one action's exemplars, text.json, captions and action-different sets."""
+    R = world  # noqa: N806  (the world's renderer module, v2b's unless given)
     action = R.ACTIONBENCH[actionbench_action]
     folder = Path(out) / actionbench_action
     folder.mkdir(parents=True, exist_ok=True)
     text, poses = {}, {}
-    for sp in exemplar_specs(actionbench_action):
+    for sp in exemplar_specs(actionbench_action, world=world):
         s, c, seed = sp["subject"], sp["context"], sp["seed"]
         R.render(s, action, c, seed, size).save(folder / sp["file"])
-        text[sp["file"]] = [template(s, c)]
-        poses[sp["file"]] = keypoints_json(render_keypoints(s, action, c, seed, size))
+        text[sp["file"]] = [template(s, c, world)]
+        poses[sp["file"]] = keypoints_json(placement_keypoints(R.placement(s, action, c, seed, size)))
         stem = sp["file"][:-4]
         (folder / f"{stem}.txt").write_text(R.caption(s, action, c, name_action=True) + "\n")
         diff = folder / "action_different" / stem
@@ -69,11 +76,12 @@ def write_action(out: str | Path, actionbench_action: str, size: int = 64) -> Pa
     return folder
 
 
-def write_benchmark(out: str | Path = BENCH_DIR, size: int = 64) -> Path:
+def write_benchmark(out: str | Path = BENCH_DIR, size: int = 64, world=R) -> Path:
     """Write World-ActionBench for all 8 ActionBench actions; returns ``out``."""
+    R = world  # noqa: N806
     out = Path(out)
     for name in sorted(R.ACTIONBENCH):
-        write_action(out, name, size)
+        write_action(out, name, size, world)
     info = {
         "description": "World-ActionBench: ActionWorld renders in ActionBench's layout",
         "actions": {name: {"world_action": R.ACTIONBENCH[name], "phrase": R.action_phrase(R.ACTIONBENCH[name]),
@@ -82,16 +90,20 @@ def write_benchmark(out: str | Path = BENCH_DIR, size: int = 64) -> Path:
         "exemplar_subjects": R.HUMANS,
         "image_size": size,
     }
+    if hasattr(R, "exemplar_context_info"):
+        info["world"] = R.NAME
+        info["exemplar_context"] = {name: R.exemplar_context_info(name) for name in sorted(R.ACTIONBENCH)}
     (out / "world.json").write_text(json.dumps(info, indent=2))
     return out
 
 
-def bench_strip(actionbench_action: str, bench: str | Path = BENCH_DIR, pad: int = 2):
+def bench_strip(actionbench_action: str, bench: str | Path = BENCH_DIR, pad: int = 2, world=R):
     """Two rows: the action's exemplars; exemplar 01 and its action-different set (the docs' figure)."""
     from PIL import Image
 
+    R = world  # noqa: N806
     folder = Path(bench) / actionbench_action
-    top = [Image.open(folder / sp["file"]).convert("RGB") for sp in exemplar_specs(actionbench_action)]
+    top = [Image.open(folder / sp["file"]).convert("RGB") for sp in exemplar_specs(actionbench_action, world=world)]
     diff = folder / "action_different" / "01"
     bottom = [top[0]] + [Image.open(diff / f"{a}.png").convert("RGB") for a in R.ACTIONS if (diff / f"{a}.png").exists()]
     size = top[0].size[0]

@@ -13,25 +13,36 @@ from pathlib import Path
 
 
 def _render_grid(args) -> int:
-    from .render import render_grid
+    from .worlds import renderer
 
+    world = renderer(args.world)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    render_grid(context=args.context, seed=args.seed, size=args.size).save(args.out)
+    if args.world == "v2b":
+        grid = world.render_grid(context=args.context, seed=args.seed, size=args.size)
+    else:
+        grid = world.render_grid(contexts=[args.context] if args.context else None, seed=args.seed, size=args.size)
+    grid.save(args.out)
     print(f"wrote {args.out}")
     return 0
 
 
 def _bench(args) -> int:
     from .benchmark import write_benchmark
+    from .worlds import BENCH_DIRS, renderer
 
-    print(f"wrote World-ActionBench to {write_benchmark(args.out, size=args.size)}")
+    out = args.out or BENCH_DIRS[args.world]
+    print(f"wrote World-ActionBench ({args.world}) to {write_benchmark(out, size=args.size, world=renderer(args.world))}")
     return 0
 
 
 def _bench_strip(args) -> int:
     from .benchmark import bench_strip
+    from .worlds import BENCH_DIRS, renderer
 
-    bench_strip(args.action).save(args.out)
+    bench = args.bench or BENCH_DIRS[args.world]
+    if not (Path(bench) / args.action).is_dir():
+        raise SystemExit(f"no {args.action} folder in {bench}: write the bench first (actionbench world bench --world {args.world})")
+    bench_strip(args.action, bench, world=renderer(args.world)).save(args.out)
     print(f"wrote {args.out}")
     return 0
 
@@ -166,19 +177,23 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
 
     p = sub.add_parser("render-grid", help="a subjects x actions grid of renders")
     p.add_argument("--out", default="docs/img/world_render_grid.png")
-    p.add_argument("--context", default=None, help="one context for all cells (default: cycle)")
+    p.add_argument("--context", default=None, help="one context for all cells (default: cycle; v3: OUTFIT/SCENE)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=64)
+    p.add_argument("--world", default="v2b", choices=("v2b", "v3"), help="the world's version (default v2b, the shipped model's)")
     p.set_defaults(func=_render_grid)
 
     p = sub.add_parser("bench", help="write World-ActionBench (ActionBench layout + action-different sets)")
-    p.add_argument("--out", default=str(BENCH_DIR))
+    p.add_argument("--out", default=None, help=f"default {BENCH_DIR} (v2b) or its bench-v3 sibling (v3)")
     p.add_argument("--size", type=int, default=64)
+    p.add_argument("--world", default="v2b", choices=("v2b", "v3"), help="the world's version (default v2b)")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("bench-strip", help="a figure of one action's exemplars and exemplar 01's action-different set")
     p.add_argument("--action", default="handstand")
     p.add_argument("--out", default="docs/img/world_bench_handstand.png")
+    p.add_argument("--world", default="v2b", choices=("v2b", "v3"), help="the world's version (default v2b)")
+    p.add_argument("--bench", default=None, help="the bench folder (default: the world's)")
     p.set_defaults(func=_bench_strip)
 
     p = sub.add_parser("train", help="train the world model from scratch (resumable) and export it")

@@ -378,6 +378,8 @@ def draw_character(layer: Image.Image, subject: str, app: dict, pose: dict, orig
         hand_c, foot_c = app["paw"], app["paw"]
         if subject == "panda":
             arm_c = leg_c = app["paw"]
+        if "vest" in app:  # v3: animals wear the outfit's shirt as a vest over the torso
+            torso_c = app["vest"]
     else:
         arm_c, torso_c = app["shirt"], app["shirt"]
         leg_c = app["trousers"]
@@ -404,7 +406,7 @@ def draw_character(layer: Image.Image, subject: str, app: dict, pose: dict, orig
     pen.circle(top - right * tw * 0.35, tw * 0.15, torso_c)
     pen.circle(top + right * tw * 0.35, tw * 0.15, torso_c)
     pen.circle(bot, tw * 0.46, torso_c if not (animal and subject != "panda") else torso_c)
-    if animal:  # belly patch
+    if animal and "vest" not in app:  # belly patch
         pen.ellipse(j["pelvis"] + 0.13 * up, tw * 0.3, 0.1, app["belly"] if subject != "panda" else (245, 245, 245))
         if subject == "panda":  # black shoulder band
             pen.capsule(j["shoulder_r"], j["shoulder_l"], lw * 1.1, app["paw"])
@@ -493,11 +495,17 @@ def placement(subject: str, action: str, context: str, seed: int = 0, size: int 
     """The character, pose and placement of ``render(subject, action, context, seed, size)``."""
     if subject not in SUBJECTS or action not in ACTIONS or context not in CONTEXTS:
         raise ValueError(f"unknown subject/action/context: {subject!r}, {action!r}, {context!r}")
+    return place_character(subject, action, seed, size)
+
+
+def place_character(subject: str, action: str, seed: int = 0, size: int = 64, app: dict | None = None) -> Placement:
+    """The character (``app``: drawn from the seed unless given), jittered pose and placement;
+    the context plays no part (it only picks the background)."""
     S = size * SUPERSAMPLE
     char_rng = _rng("character", seed, subject)
     place_rng = _rng("place", seed)
     pose_rng = _rng("pose", seed, subject, action)
-    app = appearance(subject, char_rng)
+    app = appearance(subject, char_rng) if app is None else app
     pose = jittered_pose(action, pose_rng)
     mirror = bool(place_rng.integers(2))
     # size: the kind's standing height, shrunk where a pose (arms up, a jump) would leave the frame
@@ -533,17 +541,27 @@ def render_with_mask(subject: str, action: str, context: str, seed: int = 0,
     pixel (``size`` x ``size`` floats in [0, 1], the body layer's alpha area-averaged down),
     with the chair of a sit (drawn with the character), without the shadow or the background."""
     pl = placement(subject, action, context, seed, size)
+    bg, _ = draw_background(context, pl.S, _rng("scene", seed, context))
+    return compose(pl, bg, size)
+
+
+def compose(pl: Placement, bg: Image.Image, size: int, dress=None) -> tuple[Image.Image, np.ndarray]:
+    """Draw the placed character over the supersampled background ``bg``; downsample to ``size``.
+
+    ``dress(body)``, if given, repaints the drawn RGBA body layer in place (v3's textured
+    clothes) after mirroring, before it is composited. Returns the image and the silhouette."""
     S, (cx, oy), height, ground, lift = pl.S, pl.origin, pl.height, pl.ground, pl.lift
-    bg, horizon = draw_background(context, S, _rng("scene", seed, context))
     layer = Image.new("RGBA", (S, S), (0, 0, 0, 0))
     if lift:
         sh = ImageDraw.Draw(layer)
         sh.ellipse([cx - 0.12 * height, ground - 0.025 * height, cx + 0.12 * height, ground + 0.025 * height], fill=(0, 0, 0, 90))
     body = Image.new("RGBA", (S, S), (0, 0, 0, 0))
-    draw_character(body, subject, pl.app, pl.pose, (cx, oy), height)
+    draw_character(body, pl.app["subject"], pl.app, pl.pose, (cx, oy), height)
     if pl.mirror:
         body = body.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         body = body.transform(body.size, Image.Transform.AFFINE, (1, 0, -pl.shift, 0, 1, 0))
+    if dress is not None:
+        body = dress(body)
     layer.alpha_composite(body)
     bg = bg.convert("RGBA")
     bg.alpha_composite(layer)

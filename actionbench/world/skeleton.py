@@ -38,7 +38,11 @@ Keypoint = tuple[float, float] | None
 
 def render_keypoints(subject: str, action: str, context: str, seed: int = 0, size: int = 64) -> list[Keypoint]:
     """The 18 COCO-18 keypoints of the render, (x, y) in [0, 1] (None: outside the image)."""
-    place = R.placement(subject, action, context, seed, size)
+    return placement_keypoints(R.placement(subject, action, context, seed, size))
+
+
+def placement_keypoints(place: R.Placement) -> list[Keypoint]:
+    """The 18 COCO-18 keypoints of a placed character (any world's renderer), as above."""
     sk = R.skeleton(place.pose)
     j = sk.joints
     right, left = ("r", "l") if place.mirror else ("l", "r")  # the person's right / left, renderer's names

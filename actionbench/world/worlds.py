@@ -1,0 +1,23 @@
+"""The ActionWorld versions by name: each is a renderer module with one interface
+(``SUBJECTS``, ``ACTIONS``, ``CONTEXTS``, ``caption``, ``render``, ``render_with_mask``,
+``placement``, ``sample_triplets``, ...).
+
+- ``v2b``: :mod:`.render`, the world of the shipped model and of the archived tables;
+- ``v3``: :mod:`.render_v3`, textured outfits and scenes, no benchmark action named,
+  exemplar sets that share context (issue #23; no model trained on it yet).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from pathlib import Path
+
+WORLDS = {"v2b": ".render", "v3": ".render_v3"}
+BENCH_DIRS = {"v2b": Path(__file__).with_name("bench"), "v3": Path(__file__).with_name("bench-v3")}
+
+
+def renderer(name: str):
+    """The renderer module of world ``name`` (``v2b`` or ``v3``)."""
+    if name not in WORLDS:
+        raise ValueError(f"unknown ActionWorld version {name!r}: one of {', '.join(WORLDS)}")
+    return import_module(WORLDS[name], __package__)
