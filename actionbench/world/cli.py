@@ -108,8 +108,10 @@ def _refine_decoder(args) -> int:
 def _train_judge(args) -> int:
     from .judge import train_judge
 
-    rep = train_judge(args.out, n_train=args.n_train, n_test=args.n_test, epochs=args.epochs, seed=args.seed, threads=args.threads)
-    print(f"judge held-out accuracy: subject {rep['heldout_subject_acc']:.3f}, action {rep['heldout_action_acc']:.3f}")
+    rep = train_judge(args.out, n_train=args.n_train, n_test=args.n_test, epochs=args.epochs, seed=args.seed,
+                      threads=args.threads, world=args.world, width=args.width)
+    accs = ", ".join(f"{k[len('heldout_'):-len('_acc')]} {v:.3f}" for k, v in rep.items() if k.startswith("heldout_"))
+    print(f"{rep['world']} judge held-out accuracy: {accs}")
     return 0
 
 
@@ -264,8 +266,10 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--log-dir", default="scratch/decoder-refine", help="where decoder_log.jsonl goes")
     p.set_defaults(func=_refine_decoder)
 
-    p = sub.add_parser("train-judge", help="train the (subject, action) judge on renders")  # committed judge: --threads 1
-    p.add_argument("--out", default=str(JUDGE_DIR))
+    p = sub.add_parser("train-judge", help="train the (subject, action) judge on renders; v3: also scene and outfit heads")  # committed judge: --threads 1
+    p.add_argument("--world", default="v2b", choices=("v2b", "v3"), help="the world it reads (default v2b; v3: four heads)")
+    p.add_argument("--out", default=None, help=f"folder (default: {JUDGE_DIR} for v2b, judge-v3/ beside it for v3)")
+    p.add_argument("--width", type=int, default=16, help="the network's base channel count")
     p.add_argument("--n-train", type=int, default=14000)
     p.add_argument("--n-test", type=int, default=2000)
     p.add_argument("--epochs", type=int, default=12)
