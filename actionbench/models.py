@@ -28,6 +28,8 @@ from .model_registry import pipeline_class_name as registry_pipeline_class
 DEFAULT_MODEL = "sd21-base"  # the paper's SD 2.1-base, through the registry
 WORLD_MODEL_DIR = Path(__file__).parent / "world" / "model"
 WORLD_CONTROLNET_DIR = Path(__file__).parent / "world" / "controlnet"  # `actionbench world train-controlnet`
+# The world's trimmed CLIP tokenizer (`python -m actionbench.world.vocab`), for PipelineSpec(text_vocab="world").
+WORLD_VOCAB_DIR = Path(__file__).parent / "world" / "tokenizer"
 
 
 @dataclass
@@ -37,6 +39,13 @@ class PipelineSpec:
     The UNet keeps SD's block layout (3 cross-attention down blocks, a cross-attention mid
     block, 3 cross-attention up blocks, ``layers_per_block`` resnets), so with
     ``layers_per_block=2`` it has SD's 16 cross-attention layers at any width.
+
+    The text side: ``text_vocab`` None is CLIP's full 49,408-token vocabulary; ``"world"``
+    is the ActionWorld's trimmed CLIP tokenizer (``WORLD_VOCAB_DIR``, under 1k tokens:
+    :mod:`actionbench.world.vocab`); any other string is a folder holding a CLIP-style
+    ``vocab.json`` / ``merges.txt``. ``text_max_length`` is the tokenizer's context and the
+    text encoder's position count (77 as in SD). The text encoder's vocabulary size and
+    bos/eos/pad ids are the tokenizer's.
     """
 
     flavor: str = "sd2"  # "sd2": linear projections, per-level head dims, v/eps; "sd1": conv projections
@@ -53,6 +62,8 @@ class PipelineSpec:
     text_ffn: int = 64
     prediction_type: str = "epsilon"
     extra: dict = field(default_factory=dict)
+    text_vocab: str | None = None  # None: full CLIP; "world": the trimmed world tokenizer; else a tokenizer folder
+    text_max_length: int = 77
 
     @property
     def latent_size(self) -> int:
@@ -77,15 +88,63 @@ def small_vae(spec, **config):
                          norm_num_groups=spec.norm_groups, layers_per_block=1, sample_size=spec.image_size, **config)
 
 
+def clip_style_tokenizer(folder: str | Path, pad_token: str = "<|endoftext|>", max_length: int = 77):
+    """A ``transformers.CLIPTokenizer`` from a folder with CLIP-style ``vocab.json`` / ``merges.txt``
+    (the conventions of :func:`actionbench.tokenizer.clip_tokenizer`; ``pad_token`` must be in the vocabulary)."""
+    import json
+
+    from transformers import CLIPTokenizer
+
+    folder = Path(folder)
+    missing = [f for f in ("vocab.json", "merges.txt") if not (folder / f).is_file()]
+    if missing:
+        raise ActionBenchError(f"{folder} has no {' or '.join(missing)}: not a CLIP tokenizer folder")
+    vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+    absent = [t for t in (pad_token, "<|startoftext|>", "<|endoftext|>") if t not in vocab]
+    if absent:
+        raise ActionBenchError(f"{folder}/vocab.json lacks {absent}: the pad, bos and eos tokens must be in the vocabulary")
+    return CLIPTokenizer.from_pretrained(str(folder), pad_token=pad_token, model_max_length=max_length)
+
+
+def resolve_text_vocab(text_vocab: str) -> Path:
+    """``world`` -> the committed world tokenizer folder; anything else: a tokenizer folder path."""
+    if not isinstance(text_vocab, str) or not text_vocab:
+        raise ActionBenchError(f"text_vocab must be None, 'world' or a tokenizer folder, not {text_vocab!r}")
+    if text_vocab == "world":
+        if not (WORLD_VOCAB_DIR / "vocab.json").exists():
+            raise ActionBenchError(
+                f"the world tokenizer is missing from {WORLD_VOCAB_DIR}: build it with `python -m actionbench.world.vocab`"
+            )
+        return WORLD_VOCAB_DIR
+    folder = Path(text_vocab).expanduser()
+    if not folder.is_dir():
+        raise ActionBenchError(f"text_vocab {text_vocab!r} is neither 'world' nor an existing tokenizer folder")
+    return folder
+
+
+def spec_tokenizer(spec: PipelineSpec):
+    """The tokenizer ``spec`` asks for: SD 2.x pads with ``!``, SD 1.x with ``<|endoftext|>``."""
+    from .tokenizer import clip_tokenizer, clip_tokenizer_dir
+
+    length = spec.text_max_length
+    if isinstance(length, bool) or not isinstance(length, int) or length < 2:
+        raise ActionBenchError(f"text_max_length must be an int >= 2 (bos + eos), not {length!r}")
+    pad = "!" if spec.flavor == "sd2" else "<|endoftext|>"
+    if spec.text_vocab is None:
+        return clip_tokenizer(pad_token=pad) if length == 77 else clip_style_tokenizer(clip_tokenizer_dir(), pad, length)
+    return clip_style_tokenizer(resolve_text_vocab(spec.text_vocab), pad, length)
+
+
 def build_pipeline(spec: PipelineSpec | None = None, seed: int = 0):
-    """A randomly initialised ``StableDiffusionPipeline`` with the real CLIP tokenizer."""
+    """A randomly initialised ``StableDiffusionPipeline`` with the real CLIP tokenizer (or ``spec.text_vocab``'s)."""
     from diffusers import StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from .tokenizer import VOCAB_SIZE, clip_tokenizer
+    from .tokenizer import VOCAB_SIZE
 
     spec = spec or PipelineSpec()
     sd2 = spec.flavor == "sd2"
+    tokenizer = spec_tokenizer(spec)  # no random numbers drawn: the weights below are as before
     torch.manual_seed(seed)
     n = len(spec.unet_channels)
     heads = [max(1, c // spec.head_dim) for c in spec.unet_channels]
@@ -107,19 +166,18 @@ def build_pipeline(spec: PipelineSpec | None = None, seed: int = 0):
     vae = small_vae(spec)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
-            vocab_size=VOCAB_SIZE,
+            vocab_size=VOCAB_SIZE if spec.text_vocab is None else len(tokenizer),
             hidden_size=spec.text_width,
             intermediate_size=spec.text_ffn,
             num_hidden_layers=spec.text_layers,
             num_attention_heads=spec.text_heads,
-            max_position_embeddings=77,
+            max_position_embeddings=spec.text_max_length,
             hidden_act="gelu" if sd2 else "quick_gelu",
-            bos_token_id=49406,
-            eos_token_id=49407,
-            pad_token_id=0 if sd2 else 49407,
+            bos_token_id=tokenizer.bos_token_id,  # 49406, 49407, 0 (SD 2.x) / 49407 on CLIP's vocabulary
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
         )
     )
-    tokenizer = clip_tokenizer(pad_token="!" if sd2 else "<|endoftext|>")
     scheduler = ddim_scheduler(spec.prediction_type)
     pipe = StableDiffusionPipeline(
         vae=vae,

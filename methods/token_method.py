@@ -118,7 +118,7 @@ class TokenMethod(Method):
         cfg = self.config
         self.freeze_model()
         self.token_id = self.text.add_placeholder(cfg.token)
-        self.layers = install_layerwise(self.pipe.unet) if cfg.layerwise else []
+        self.layers = install_layerwise(self.pipe.unet, self.pipe.tokenizer.model_max_length) if cfg.layerwise else []
         v0 = self.text.initial_vector(cfg.initializer)
         self.vectors = v0.repeat(max(1, len(self.layers)), 1).to(self.device).requires_grad_(True)
         self.latents = self.exemplar_latents()
@@ -176,7 +176,7 @@ class TokenMethod(Method):
         vectors = text.from_named(learned.tensors, token)
         token_id = text.add_placeholder(token)
         if learned.extra.get("layerwise"):
-            install_layerwise(pipe.unet)
+            install_layerwise(pipe.unet, pipe.tokenizer.model_max_length)
         if vectors.shape[0] > 1 and len(cross_attention_layers(pipe.unet)) != vectors.shape[0]:
             raise ValueError("identifier count does not match the model's cross-attention layers")
         return TokenPromptEncoder(pipe, token_id, vectors)
