@@ -343,8 +343,7 @@ def evaluation_contexts(actionbench_action: str | None, n: int, offset: int = 0)
     pool = CONTEXTS
     if actionbench_action is not None:
         scene, outfit = dominant_context(actionbench_action)
-        pool = [c for c in CONTEXTS if split_context(c) != (outfit, scene)
-                and split_context(c)[0] != outfit and split_context(c)[1] != scene]
+        pool = [c for c in CONTEXTS if split_context(c)[0] != outfit and split_context(c)[1] != scene]
     n_scenes = len(SCENES) - (actionbench_action is not None)
     step = n_scenes + 1  # the pool is outfit-major: +1 outfit, +1 scene (or more) per prompt,
     while math.gcd(step, len(pool)) != 1:  # coprime with the pool, so every context comes once a cycle
