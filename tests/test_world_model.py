@@ -3,6 +3,7 @@
 import json
 from dataclasses import asdict
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -63,6 +64,23 @@ def test_dataset_does_not_depend_on_worker_count(tmp_path):
     lat2, caps2, labels2 = build_dataset(pipe, cfg, tmp_path / "b", workers=2)
     assert len(caps1) == 300 and caps1 == caps2 and labels1 == labels2
     torch.testing.assert_close(lat1, lat2)
+
+
+def test_dataset_of_the_v3_world(tmp_path):
+    """``world: v3``: the data are v3 renders with v3 captions (no benchmark action named)."""
+    from actionbench.models import build_pipeline
+    from actionbench.world import render_v3 as V
+    from actionbench.world.train import _spec, build_dataset, random_renders
+
+    cfg = _tiny_cfg(tmp_path, 1, world="v3")
+    pipe = build_pipeline(_spec(cfg), seed=0)
+    _, caps, labels = build_dataset(pipe, cfg, tmp_path, workers=1)
+    assert len(caps) == 300 and all("shirt" in c for c in caps)
+    assert all(V.split_context(c) for _, _, c, _ in labels)
+    benchmark_phrases = [V.action_phrase(a) for a in V.ACTIONBENCH.values()]
+    assert not any(p in c for c in caps for p in benchmark_phrases)
+    imgs, items = random_renders(2, np.random.default_rng(0), world="v3")
+    assert imgs[0].tobytes() == V.render(*items[0]).tobytes()
 
 
 def test_time_budget_stops_with_a_checkpoint_and_exports_that_step(tmp_path):

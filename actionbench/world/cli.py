@@ -50,7 +50,7 @@ def _bench_strip(args) -> int:
 def _train(args) -> int:
     from .train import TrainConfig, train
 
-    cfg = TrainConfig(out=args.out, seed=args.seed, steps=args.steps, threads=args.threads)
+    cfg = TrainConfig(out=args.out, seed=args.seed, steps=args.steps, threads=args.threads, world=args.world)
     for name in ("vae_steps", "vae_lr", "init_vae", "init_unet", "decoder_steps", "n_data", "batch", "lr", "ema"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
@@ -218,6 +218,8 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--time-budget", type=float, default=None, help="end the UNet stage after this many seconds (with a checkpoint)")
     p.add_argument("--workers", type=int, default=1, help="processes that draw the dataset's renders (default 1)")
+    p.add_argument("--world", default="v2b", choices=("v2b", "v3"),
+                   help="the world whose renders and captions it trains on (default v2b)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("train-controlnet", help="train the world model's OpenPose ControlNet on (exact skeleton, render) pairs (resumable) and export it")

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..models import WORLD_MODEL_DIR, PipelineSpec, build_pipeline
-from . import render as R
+from .worlds import renderer
 
 
 def world_spec() -> PipelineSpec:
@@ -75,6 +75,7 @@ class TrainConfig:
     decoder_lr: float = 1e-3
     decoder_latent_noise: float = 0.1
     threads: int = 2
+    world: str = "v2b"  # the renders trained on: "v2b" (the shipped model's) or "v3" (actionbench.world.worlds)
     spec: dict = field(default_factory=lambda: asdict(world_spec()))
 
 
@@ -93,16 +94,17 @@ def to_tensor(images) -> torch.Tensor:
     return _uint8_to_tensor(_as_uint8(images))
 
 
-def random_renders(n: int, rng: np.random.Generator, size: int = 64):
-    """``n`` fresh renders and their (subject, action, context) labels."""
+def random_renders(n: int, rng: np.random.Generator, size: int = 64, world: str = "v2b"):
+    """``n`` fresh renders of ``world`` and their (subject, action, context, seed) labels."""
+    R = renderer(world)  # noqa: N806
     items = R.sample_triplets(n, rng)
     return [R.render(s, a, c, sd, size) for s, a, c, sd in items], items
 
 
-def _render_chunk(job: tuple[int, int, int]):
+def _render_chunk(job: tuple[int, int, int, str]):
     """Renders of one dataset chunk, seeded by (seed, chunk) alone: any worker count gives the same data."""
-    seed, chunk, n = job
-    imgs, items = random_renders(n, np.random.default_rng([seed, 2, chunk]))
+    seed, chunk, n, world = job
+    imgs, items = random_renders(n, np.random.default_rng([seed, 2, chunk]), world=world)
     return _as_uint8(imgs), items
 
 
@@ -154,7 +156,7 @@ def train_vae(pipe, cfg: TrainConfig, out: Path):
     rng = np.random.default_rng([cfg.seed, 1])
     t0 = time.time()
     for step in range(cfg.vae_steps):
-        imgs, _ = random_renders(cfg.vae_batch, rng)
+        imgs, _ = random_renders(cfg.vae_batch, rng, world=cfg.world)
         x = to_tensor(imgs).to(device)
         post = vae.encode(x).latent_dist
         z = post.sample(generator=torch.Generator().manual_seed(cfg.seed * 100003 + step))
@@ -185,7 +187,7 @@ def build_dataset(pipe, cfg: TrainConfig, out: Path, workers: int = 1):
         return load_file(str(lat_path))["latents"], meta["captions"], meta["labels"]
     vae = pipe.vae.eval()
     device = _model_device(vae)
-    jobs = [(cfg.seed, c, min(256, cfg.n_data - i)) for c, i in enumerate(range(0, cfg.n_data, 256))]
+    jobs = [(cfg.seed, c, min(256, cfg.n_data - i), cfg.world) for c, i in enumerate(range(0, cfg.n_data, 256))]
     lats, caps, labels = [], [], []
     if workers > 1:
         import multiprocessing as mp
@@ -199,7 +201,7 @@ def build_dataset(pipe, cfg: TrainConfig, out: Path, workers: int = 1):
 
         for arr, items in tqdm(chunks, total=len(jobs), desc="render + encode", unit="chunk"):
             lats.append(vae.encode(_uint8_to_tensor(arr).to(device)).latent_dist.mean.cpu())
-            caps += [R.caption(s, a, c) for s, a, c, _ in items]
+            caps += [renderer(cfg.world).caption(s, a, c) for s, a, c, _ in items]
             labels += [[s, a, c, sd] for s, a, c, sd in items]
     finally:
         if pool is not None:
@@ -220,7 +222,7 @@ def _decoder_state(vae) -> dict:
 
 
 def decoder_loop(vae, steps: int, batch: int, lr: float, latent_noise: float, seed: int, stream: int, log_path: Path,
-                 progress: bool = False):
+                 progress: bool = False, world: str = "v2b"):
     """Train ``vae``'s decoder (and post-quant conv) on its frozen encoder's latents plus a
     little latent noise (the UNet's latents are never exact): L1 + MSE, cosine learning rate.
     Renders come from the generator ``(seed, stream)``, noise from ``(seed, step)``."""
@@ -238,7 +240,7 @@ def decoder_loop(vae, steps: int, batch: int, lr: float, latent_noise: float, se
 
         steps_iter = tqdm(steps_iter, desc="decoder", unit="step")
     for step in steps_iter:
-        imgs, _ = random_renders(batch, rng)
+        imgs, _ = random_renders(batch, rng, world=world)
         x = to_tensor(imgs).to(device)
         with torch.no_grad():
             z = vae.encode(x).latent_dist.mean
@@ -271,7 +273,7 @@ def refine_decoder(pipe, cfg: TrainConfig, out: Path):
     if cfg.decoder_steps <= 0:
         return
     decoder_loop(vae, cfg.decoder_steps, cfg.vae_batch, cfg.decoder_lr, cfg.decoder_latent_noise, cfg.seed, 3,
-                 out / "decoder_log.jsonl")
+                 out / "decoder_log.jsonl", world=cfg.world)
     _atomic_save(_decoder_state(vae), path)
 
 
