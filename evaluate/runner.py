@@ -180,7 +180,11 @@ def generate_unit(pipe, run_dir: Path, config: RunConfig, unit: Unit, learned, s
 def judge_images(run_dir: Path, config: RunConfig, judge_names: list[str], action_sets: dict, subjects: list[str],
                  rank: int = 0, image_ids: set[str] | None = None, device: str = "cpu", log=print,
                  strict: bool = False) -> dict[str, int]:
-    """Run each judge over the run's images it has not judged yet; returns counts per judge."""
+    """Run each judge over the run's images it has not judged yet; returns counts per judge.
+
+    An image that cannot be read is logged and left unjudged (the next pass tries it again:
+    regenerate or replace the file), so one corrupt file does not stop the pass. ``strict``:
+    a judge that cannot be built raises instead of being skipped."""
     from actionbench.bench import open_image
 
     from .judges import Item, JudgeContext, make_judge
@@ -206,13 +210,21 @@ def judge_images(run_dir: Path, config: RunConfig, judge_names: list[str], actio
             counts[name] = 0
             continue
         shard = verdict_shard(run_dir, name, rank)
+        done = 0
         for start in range(0, len(todo), 16):
-            rows = todo.iloc[start:start + 16]
-            images = [open_image(run_dir / p) for p in rows.path]
-            items = [Item(r.image_id, r.action, r.subject) for r in rows.itertuples()]
-            for verdict in judge.judge(images, items):
-                append_jsonl(shard, verdict.to_dict())
-        counts[name] = len(todo)
+            images, items = [], []
+            for r in todo.iloc[start:start + 16].itertuples():
+                try:
+                    images.append(open_image(run_dir / r.path))
+                except ActionBenchError as err:
+                    log(f"judge {name}: {err}; left unjudged (regenerate or replace the file, then rerun)")
+                    continue
+                items.append(Item(r.image_id, r.action, r.subject))
+            if items:
+                for verdict in judge.judge(images, items):
+                    append_jsonl(shard, verdict.to_dict())
+            done += len(items)
+        counts[name] = done
     return counts
 
 

@@ -186,3 +186,25 @@ def test_cli_run_with_a_config_file(tmp_path, capsys):
     assert len(read_manifest(tmp_path / "out")) == 1 and (tmp_path / "out" / "images" / "sd" / "sit" / "a_dog_0.png").is_file()
     assert main(["run", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert "run config not found" in capsys.readouterr().err
+
+
+def test_a_corrupt_image_is_left_unjudged_not_fatal(tmp_path):
+    from evaluate.runner import judge_images, load_run_benchmark, resolve_subjects
+
+    cfg = config(tmp_path / "c", methods=["sd"], judges=())
+    run(cfg, pipe=micro_pipe(), log=lambda *_: None)
+    m = read_manifest(tmp_path / "c")
+    bad = tmp_path / "c" / m.path.iloc[3]
+    bad.write_bytes(b"not a png")
+    lines = []
+    sets, subjects = load_run_benchmark(cfg), resolve_subjects(cfg)
+    counts = judge_images(tmp_path / "c", cfg, ["pose"], sets, subjects, log=lines.append)
+    assert counts == {"pose": 11}
+    v = read_verdicts(tmp_path / "c")
+    assert set(v.image_id) == set(m.image_id) - {m.image_id.iloc[3]}
+    assert any(str(bad) in line and "corrupt" in line and "left unjudged" in line for line in lines)
+    bad.unlink()  # the next pass retries what is left
+    from PIL import Image
+
+    Image.new("RGB", (16, 16)).save(bad)
+    assert judge_images(tmp_path / "c", cfg, ["pose"], sets, subjects, strict=True, log=lines.append) == {"pose": 1}
