@@ -4,7 +4,8 @@ Exactly what made ``results/world-v3/vae.safetensors`` (2-core CPU, one thread, 
 other 1-thread job): the ``vae`` stage of ``actionbench world train`` (L1 + MSE + tiny KL,
 batch 16, lr 1e-3 with 50 warm-up steps and a cosine decay) run twice, 250 steps from the
 shipped v2b VAE (110 CPU-s) and then 1,500 steps from those weights (631 s), each its own
-cosine cycle; then the v3 judge on 480 fresh v3 renders and on their reconstructions.
+cosine cycle; then the v3 judge on 480 fresh v3 renders and on their reconstructions
+(``fidelity.judge_check``, as the world model's fidelity report measures it).
 
     python scripts/world_v3_vae.py                  # both stages (skips a stage whose output exists), then the measure
     python scripts/world_v3_vae.py --measure-only   # the measure on results/world-v3/vae.safetensors
@@ -18,15 +19,13 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
 from actionbench.models import WORLD_MODEL_DIR, build_pipeline
 from actionbench.world import judge as J
-from actionbench.world import render_v3 as V
-from actionbench.world.train import TrainConfig, _spec, _vae_weights, to_tensor, train_vae
+from actionbench.world.fidelity import judge_check
+from actionbench.world.train import TrainConfig, _spec, _vae_weights, train_vae
 
 STAGES = (("stage1", 250, None), ("stage2", 1500, "stage1"))
 
@@ -51,31 +50,20 @@ def train(work: Path) -> Path:
     return work / STAGES[-1][0] / "vae.safetensors"
 
 
-@torch.no_grad()
 def measure(weights: dict[str, Path | None], n: int = 480) -> dict:
-    """The v3 judge's accuracy per head on ``n`` fresh v3 renders and through each autoencoder."""
+    """The v3 judge's accuracy per head on ``n`` fresh v3 renders and through each autoencoder
+    (:func:`actionbench.world.fidelity.judge_check`)."""
     pipe = build_pipeline(_spec(TrainConfig()), seed=0)
-    items = V.sample_triplets(n, np.random.default_rng([0, 99]))
-    images = [V.render(*it) for it in items]
     judge = J.load_judge(J.JUDGE_V3_DIR)
-    labels = [(s, a) + V.split_context(c)[::-1] for s, a, c, _ in items]
-
-    def score(ims) -> dict[str, float]:
-        r = J.read_images(ims, judge)
-        return {h: round(100 * float(np.mean([getattr(x, h) == lab[k] for x, lab in zip(r, labels)])), 1)
-                for k, h in enumerate(("subject", "action", "scene", "outfit"))}
-
-    report = {"n": n, "renders": score(images)}
+    report = {"n": n}
     for name, path in weights.items():
         w = _vae_weights(WORLD_MODEL_DIR / "vae") if path is None else load_file(str(path))
         pipe.vae.load_state_dict({k: v.float() for k, v in w.items()})
-        vae, recs, l1 = pipe.vae.eval(), [], []
-        for i in range(0, n, 32):
-            x = to_tensor(images[i : i + 32])
-            rec = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
-            l1.append(float((rec - x).abs().mean()))
-            recs += [Image.fromarray(a) for a in ((rec + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()]
-        report[name] = {"l1": round(float(np.mean(l1)), 4), **score(recs)}
+        pipe.vae.eval()
+        check = judge_check(pipe, judge, n=n, world="v3")
+        report["renders"] = {h: round(100 * a, 1) for h, a in check["renders"].items()}
+        report[name] = {"l1": round(check["reconstruction_l1"], 4),
+                        **{h: round(100 * a, 1) for h, a in check["vae_reconstructions"].items()}}
     return report
 
 

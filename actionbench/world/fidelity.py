@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from . import render as R
-from .judge import accuracy, judge_images, load_judge, render_set
+from .judge import head_accuracy, judge_images, load_judge, render_labelled
 
 
 @torch.no_grad()
@@ -65,17 +65,18 @@ def score(rows, images, judge=None) -> dict:
 
 
 @torch.no_grad()
-def judge_check(pipe, judge=None, n: int = 300, seed: int = 20_000, batch: int = 50) -> dict:
-    """The judge on ``n`` held-out renders and on the same renders through the model's VAE
-    (encode, decode): how far its verdicts on generated images can be trusted."""
+def judge_check(pipe, judge=None, n: int = 300, seed: int = 20_000, batch: int = 50, world: str = "v2b") -> dict:
+    """The judge on ``n`` held-out renders of ``world`` and on the same renders through the
+    model's VAE (encode, decode): how far its verdicts on generated images can be trusted.
+    Every head the judge has is scored (v2b: subject, action; v3: also scene, outfit)."""
     judge = judge or load_judge()
-    x, ys, ya = render_set(n, seed)
+    x, labels = render_labelled(n, seed, world)
+    labels = {h: y for h, y in labels.items() if h in judge.heads}
     vae = pipe.vae
     dev, dt = vae.device, vae.dtype
     rec = torch.cat([vae.decode(vae.encode(x[i : i + batch].to(dev, dt)).latent_dist.mean).sample.float().cpu().clamp(-1, 1)
                      for i in range(0, n, batch)])
-    (rs, ra), (vs, va) = accuracy(judge, x, ys, ya), accuracy(judge, rec, ys, ya)
-    return {"n": n, "renders": {"subject": rs, "action": ra}, "vae_reconstructions": {"subject": vs, "action": va},
+    return {"n": n, "renders": head_accuracy(judge, x, labels), "vae_reconstructions": head_accuracy(judge, rec, labels),
             "reconstruction_l1": float((rec - x).abs().mean())}
 
 
