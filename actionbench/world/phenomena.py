@@ -67,6 +67,17 @@ def loss_share(err: np.ndarray, mask: np.ndarray) -> float:
     return float((err * mask).sum()) / total if total > 0 else float("nan")
 
 
+def share_ci(inside: np.ndarray, total: np.ndarray, rng: np.random.Generator, n_boot: int = 1000) -> tuple[float, float]:
+    """95% percentile-bootstrap interval (over images) of ``inside.sum() / total.sum()``;
+    (nan, nan) when ``n_boot`` is 0."""
+    if not n_boot:
+        return float("nan"), float("nan")
+    n = len(total)
+    draws = [inside[idx].sum() / total[idx].sum() for idx in (rng.integers(0, n, n) for _ in range(n_boot))]
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def high_pass_energy(image) -> np.ndarray:
     """Per-pixel energy of an image's fine detail: the squared difference from its 5x5 box
     mean, summed over channels (what a 64 px reconstruction must spend capacity on)."""
@@ -89,9 +100,7 @@ def pixel_detail_share(world=R, n: int = 512, seed: int = 0) -> dict:
         im, mask = world.render_with_mask(s, a, c, sd)
         e = high_pass_energy(im)
         e_in[i], e_all[i], area[i] = (e * mask).sum(), e.sum(), mask.mean()
-    boot = np.random.default_rng([seed, 26])
-    draws = [e_in[idx].sum() / e_all[idx].sum() for idx in (boot.integers(0, n, n) for _ in range(1000))]
-    low, high = np.percentile(draws, [2.5, 97.5])
+    low, high = share_ci(e_in, e_all, np.random.default_rng([seed, 26]))
     return {"share": round(100 * e_in.sum() / e_all.sum(), 1), "share_ci": [round(100 * low, 1), round(100 * high, 1)],
             "area": round(100 * area.mean(), 1), "n": n}
 
@@ -129,10 +138,8 @@ def figure_loss(pipe, n: int = 256, seed: int = 0, batch: int = 32, bootstrap: i
         masks.append(m.numpy())
     err, mask = np.concatenate(errs), np.concatenate(masks)
     share = loss_share(err, mask)
-    boot = np.random.default_rng([seed, 24])
     per_in, per_all = (err * mask).sum((1, 2)), err.sum((1, 2))
-    draws = [per_in[idx].sum() / per_all[idx].sum() for idx in (boot.integers(0, n, n) for _ in range(bootstrap))]
-    low, high = (np.percentile(draws, [2.5, 97.5]) if bootstrap else (float("nan"), float("nan")))
+    low, high = share_ci(per_in, per_all, np.random.default_rng([seed, 24]), bootstrap)
     return {"share": round(100 * share, 1), "share_ci": [round(100 * float(low), 1), round(100 * float(high), 1)],
             "area": round(100 * float(mask.mean()), 1), "n": n, "latent_size": list(err.shape[1:])}
 

@@ -188,6 +188,7 @@ def build_dataset(pipe, cfg: TrainConfig, out: Path, workers: int = 1):
     vae = pipe.vae.eval()
     device = _model_device(vae)
     jobs = [(cfg.seed, c, min(256, cfg.n_data - i), cfg.world) for c, i in enumerate(range(0, cfg.n_data, 256))]
+    caption = renderer(cfg.world).caption
     lats, caps, labels = [], [], []
     if workers > 1:
         import multiprocessing as mp
@@ -201,7 +202,7 @@ def build_dataset(pipe, cfg: TrainConfig, out: Path, workers: int = 1):
 
         for arr, items in tqdm(chunks, total=len(jobs), desc="render + encode", unit="chunk"):
             lats.append(vae.encode(_uint8_to_tensor(arr).to(device)).latent_dist.mean.cpu())
-            caps += [renderer(cfg.world).caption(s, a, c) for s, a, c, _ in items]
+            caps += [caption(s, a, c) for s, a, c, _ in items]
             labels += [[s, a, c, sd] for s, a, c, sd in items]
     finally:
         if pool is not None:

@@ -10,10 +10,11 @@
 from __future__ import annotations
 
 from importlib import import_module
-from pathlib import Path
+
+from .benchmark import BENCH_DIR
 
 WORLDS = {"v2b": ".render", "v3": ".render_v3"}
-BENCH_DIRS = {"v2b": Path(__file__).with_name("bench"), "v3": Path(__file__).with_name("bench-v3")}
+BENCH_DIRS = {"v2b": BENCH_DIR, "v3": BENCH_DIR.with_name("bench-v3")}
 
 
 def renderer(name: str):
