@@ -176,3 +176,67 @@ def test_a_packed_checkpoint_resumes_from_the_exported_model(tmp_path):
         unpack(tmp_path / "packed", tmp_path / "b")
     with pytest.raises(ActionBenchError, match="sha256 differ"):
         unpack(tmp_path / "packed", tmp_path / "c", model_dir=WORLD_MODEL_DIR)
+
+
+def test_v3_config_has_the_1024_wide_text_side_and_v2b_is_unchanged():
+    from actionbench.world.train import TrainConfig, world_spec
+
+    v3 = TrainConfig(world="v3").spec
+    assert (v3["text_width"], v3["text_layers"], v3["text_vocab"], v3["text_max_length"]) == (1024, 1, "world", 24)
+    assert TrainConfig().spec == asdict(world_spec("v2b")) and TrainConfig().spec["text_width"] == 64
+    with pytest.raises(ActionBenchError, match="v4"):
+        world_spec("v4")
+
+
+def test_partial_init_copies_matching_tensors_and_leaves_the_new_text_side_fresh(tmp_path):
+    """v2b -> v3: every UNet tensor but the cross-attention keys/values is copied; the text encoder starts fresh."""
+    from dataclasses import replace
+
+    from actionbench.models import build_pipeline
+    from actionbench.world.train import _load_unet_and_text_encoder, _vae_weights
+
+    small = PipelineSpec(image_size=64, vae_channels=(8, 8, 8), unet_channels=(8, 8, 16, 16), head_dim=8, norm_groups=4,
+                         text_width=16, text_layers=1, text_heads=2, text_ffn=32)
+    src = build_pipeline(small, seed=1)
+    src.save_pretrained(str(tmp_path / "src"), safe_serialization=True)
+    wide = build_pipeline(replace(small, text_width=32, text_vocab="world", text_max_length=24), seed=2)
+    fresh_text = {k: v.clone() for k, v in wide.text_encoder.state_dict().items()}
+    with pytest.raises(RuntimeError):
+        _load_unet_and_text_encoder(wide, tmp_path / "src")  # sizes differ: all-or-nothing refuses
+    report = _load_unet_and_text_encoder(wide, tmp_path / "src", partial=True)
+    fresh = report["unet"]["fresh"]
+    assert fresh and all(k.endswith(("attn2.to_k.weight", "attn2.to_v.weight")) for k in fresh)
+    own, theirs = wide.unet.state_dict(), src.unet.state_dict()
+    assert report["unet"]["copied"] == len(own) - len(fresh)
+    for k in own:
+        if k not in fresh:
+            torch.testing.assert_close(own[k], theirs[k])
+    assert report["text_encoder"]["copied"] == 0
+    for k, v in wide.text_encoder.state_dict().items():
+        torch.testing.assert_close(v, fresh_text[k])
+    (tmp_path / "other" / "unet").mkdir(parents=True)
+    (tmp_path / "other" / "text_encoder").mkdir()
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "other" / "unet" / "diffusion_pytorch_model.safetensors"))
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "other" / "text_encoder" / "model.safetensors"))
+    with pytest.raises(ActionBenchError, match="no UNet tensor matches"):
+        _load_unet_and_text_encoder(wide, tmp_path / "other", partial=True)
+    save_file(src.vae.state_dict(), str(tmp_path / "vae.safetensors"))
+    assert _vae_weights(tmp_path / "vae.safetensors").keys() == src.vae.state_dict().keys()
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        _vae_weights(tmp_path / "missing.safetensors")
+
+
+def test_training_from_a_partial_init_writes_init_json(tmp_path):
+    from actionbench.models import build_pipeline
+    from actionbench.world.train import train
+
+    src = tmp_path / "src"
+    build_pipeline(PipelineSpec(image_size=64, vae_channels=(8, 8, 8), unet_channels=(8, 8, 16, 16), head_dim=8,
+                                norm_groups=4, text_width=8, text_layers=1, text_heads=2, text_ffn=32), seed=1
+                   ).save_pretrained(str(src), safe_serialization=True)
+    cfg = _tiny_cfg(tmp_path / "run", 1, n_data=16, init_unet=str(src), init_partial=True)
+    train(cfg, export_dir=None)
+    info = json.loads((tmp_path / "run" / "init.json").read_text())
+    assert info["init_unet"] == str(src) and info["unet"]["copied"] > 0 and len(info["unet"]["fresh"]) == 32

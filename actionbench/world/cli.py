@@ -54,6 +54,7 @@ def _train(args) -> int:
     for name in ("vae_steps", "vae_lr", "init_vae", "init_unet", "decoder_steps", "n_data", "batch", "lr", "ema"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
+    cfg.init_partial = args.init_partial
     out = train(cfg, resume=args.resume, export_dir=None if args.no_export else args.export,
                 device=args.device, time_budget_s=args.time_budget, workers=args.workers)
     print(f"trained; pipeline exported to {out}" if out else "trained (not exported)")
@@ -208,8 +209,12 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--vae-steps", type=int, default=None, help="autoencoder steps (default 1000)")
     p.add_argument("--vae-lr", type=float, default=None, help="autoencoder learning rate (default 2e-3)")
-    p.add_argument("--init-vae", default=None, help="fine-tune the autoencoder from this diffusers VAE folder instead of random weights")
+    p.add_argument("--init-vae", default=None,
+                   help="fine-tune the autoencoder from this diffusers VAE folder (or a run's vae.safetensors) instead of random weights")
     p.add_argument("--init-unet", default=None, help="fine-tune UNet + text encoder from this pipeline folder instead of random weights")
+    p.add_argument("--init-partial", action="store_true",
+                   help="--init-unet: copy only tensors whose name and shape match (v2b -> v3: the 1,024-wide text side starts "
+                        "fresh); what was copied goes to init.json in --out")
     p.add_argument("--decoder-steps", type=int, default=None, help="decoder-only refinement steps before the UNet stage (default 600)")
     p.add_argument("--n-data", type=int, default=None, help="renders encoded for the UNet stage (default 24000)")
     p.add_argument("--batch", type=int, default=None, help="UNet batch (default 32; a new run only: --resume keeps the saved config)")

@@ -31,7 +31,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,17 +39,30 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from ..errors import ActionBenchError
 from ..models import WORLD_MODEL_DIR, PipelineSpec, build_pipeline
 from .worlds import renderer
 
 
-def world_spec() -> PipelineSpec:
-    """The ActionWorld model's sizes: 64x64 RGB, 4x16x16 latents, SD 2.1's 16 cross-attention layers."""
-    return PipelineSpec(
+def world_spec(world: str = "v2b") -> PipelineSpec:
+    """The ActionWorld model's sizes: 64x64 RGB, 4x16x16 latents, SD 2.1's 16 cross-attention layers.
+
+    ``v2b`` (the shipped model): a 64-wide, 3-layer text encoder on CLIP's full vocabulary,
+    77 tokens. ``v3``: the same UNet with SD 2.1-base's 1,024-wide text side (16 heads of
+    64; one layer, FFN 1,024: ``scripts/world_v3_cost.py``) on the trimmed world tokenizer,
+    24 tokens (issue #23 item 4).
+    """
+    spec = PipelineSpec(
         flavor="sd2", image_size=64, vae_channels=(16, 32, 64), latent_channels=4,
         unet_channels=(32, 64, 96, 128), layers_per_block=2, head_dim=16, norm_groups=8,
         text_width=64, text_layers=3, text_heads=4, text_ffn=256, prediction_type="epsilon",
     )
+    if world == "v2b":
+        return spec
+    if world == "v3":
+        return replace(spec, text_width=1024, text_heads=16, text_layers=1, text_ffn=1024, text_vocab="world",
+                       text_max_length=24)
+    raise ActionBenchError(f"world {world!r}: the world model's sizes are known for 'v2b' and 'v3'")
 
 
 @dataclass
@@ -69,6 +82,7 @@ class TrainConfig:
     vae_lr: float = 2e-3
     init_vae: str | None = None  # start the autoencoder from this diffusers VAE folder (fine-tune) instead of random
     init_unet: str | None = None  # start UNet + text encoder from this pipeline folder (fine-tune) instead of random
+    init_partial: bool = False  # init_unet: copy only tensors whose name and shape match, the rest keep their fresh init (init.json)
     kl_weight: float = 1e-6
     n_data: int = 24000
     decoder_steps: int = 600
@@ -76,7 +90,11 @@ class TrainConfig:
     decoder_latent_noise: float = 0.1
     threads: int = 2
     world: str = "v2b"  # the renders trained on: "v2b" (the shipped model's) or "v3" (actionbench.world.worlds)
-    spec: dict = field(default_factory=lambda: asdict(world_spec()))
+    spec: dict | None = None  # the model's sizes (asdict(PipelineSpec)); None: world_spec(world)
+
+    def __post_init__(self):
+        if self.spec is None:
+            self.spec = asdict(world_spec(self.world))
 
 
 def _as_uint8(images) -> np.ndarray:
@@ -132,8 +150,13 @@ def _spec(cfg: TrainConfig) -> PipelineSpec:
 
 # --------------------------------------------------------------------------- stage 1: VAE
 def _vae_weights(folder: str | Path) -> dict:
-    """fp32 weights of a diffusers VAE folder (``.../vae`` or a pipeline folder holding one)."""
+    """fp32 weights of a diffusers VAE folder (``.../vae`` or a pipeline folder holding one), or
+    of a ``.safetensors`` state dict (a training run's ``vae.safetensors``)."""
     folder = Path(folder)
+    if folder.suffix == ".safetensors":
+        if not folder.is_file():
+            raise FileNotFoundError(f"--init-vae {folder}: no such file")
+        return {k: v.float() for k, v in load_file(str(folder)).items()}
     if (folder / "vae").is_dir():
         folder = folder / "vae"
     f = folder / "diffusion_pytorch_model.safetensors"
@@ -362,16 +385,38 @@ def _load_ckpt(path: Path, named, opt, ema: dict) -> int:
     return step
 
 
-def _load_unet_and_text_encoder(pipe, folder: str | Path):
-    """Copy a pipeline folder's UNet and text-encoder weights (any dtype) into ``pipe`` (same sizes)."""
+def _load_unet_and_text_encoder(pipe, folder: str | Path, partial: bool = False) -> dict:
+    """Copy a pipeline folder's UNet and text-encoder weights (any dtype) into ``pipe`` (same sizes).
+
+    ``partial``: copy only the UNet tensors whose name and shape match ``pipe``'s; the others
+    keep their fresh initialisation (v2b -> v3: the cross-attention keys and values read
+    1,024-wide text). The text encoder is copied whole or not at all (a text encoder of other
+    sizes starts fresh: a few coincidentally matching tensors would be noise). Returns, per
+    module, how many tensors were copied and the names of those left fresh. A UNet that takes
+    nothing is an error.
+    """
     folder = Path(folder)
+    report = {}
     for name, module, file in (("unet", pipe.unet, "diffusion_pytorch_model.safetensors"),
                                ("text_encoder", pipe.text_encoder, "model.safetensors")):
         f = folder / name / file
         if not f.exists():
             raise FileNotFoundError(f"--init-unet {folder}: no {name}/{file} there (give a diffusers pipeline folder)")
         dtype = next(module.parameters()).dtype
-        module.load_state_dict({k: v.to(dtype) for k, v in load_file(str(f)).items()})
+        src = {k: v.to(dtype) for k, v in load_file(str(f)).items()}
+        if not partial:
+            module.load_state_dict(src)
+            report[name] = {"copied": len(src), "fresh": []}
+            continue
+        own = module.state_dict()
+        take = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+        if name == "text_encoder" and len(take) < len(own):
+            take = {}
+        if name == "unet" and not take:
+            raise ActionBenchError(f"--init-unet {folder}: no UNet tensor matches this model's names and shapes")
+        module.load_state_dict({**own, **take})
+        report[name] = {"copied": len(take), "fresh": sorted(set(own) - set(take))}
+    return report
 
 
 def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
@@ -390,7 +435,8 @@ def train_unet(pipe, latents: torch.Tensor, captions: list[str], cfg: TrainConfi
     device = _model_device(pipe.unet)
     ckpt = out / CKPT_NAME
     if cfg.init_unet and not (resume and ckpt.exists()):
-        _load_unet_and_text_encoder(pipe, cfg.init_unet)
+        report = _load_unet_and_text_encoder(pipe, cfg.init_unet, partial=cfg.init_partial)
+        (out / "init.json").write_text(json.dumps({"init_unet": cfg.init_unet, **report}, indent=1))
     named = _trainable(pipe)
     params = [p for _, p in named]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
@@ -489,6 +535,7 @@ def start_run(cfg, resume: bool, device, outputs: tuple[str, ...]):
     if resume and cfg_path.exists():
         old = json.loads(cfg_path.read_text())
         old["steps"] = cfg.steps  # a resumed run may be extended
+        old["threads"] = cfg.threads  # and given another core
         cfg = type(cfg)(**old)
     elif not resume:
         for name in outputs:
