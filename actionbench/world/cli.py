@@ -121,6 +121,7 @@ def _phenomena(args) -> int:
 
     from ..models import WORLD_MODEL_DIR, load_pipeline
     from .phenomena import measure, write
+    from .worlds import renderer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -128,7 +129,8 @@ def _phenomena(args) -> int:
     if path is None or not path.exists():
         print(f"no fidelity report at {path}: give --fidelity (made by actionbench world fidelity --model {args.model} --out FILE)")
         return 2
-    rep = measure(load_pipeline(args.model), json.loads(path.read_text()), args.name, n=args.n, seed=args.seed)
+    rep = measure(load_pipeline(args.model), json.loads(path.read_text()), args.name or args.world, n=args.n, seed=args.seed,
+                  world=renderer(args.world))
     try:  # a path relative to where it was run from, so the report reads the same on every clone
         rep["fidelity_report"] = str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
@@ -140,7 +142,11 @@ def _phenomena(args) -> int:
 def _fidelity(args) -> int:
     from .fidelity import measure_fidelity, write_report
 
-    rep = measure_fidelity(args.model, n=args.n, steps=args.steps, guidance=args.guidance, seed=args.seed)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    rep = measure_fidelity(args.model, n=args.n, steps=args.steps, guidance=args.guidance, seed=args.seed, world=args.world)
     if args.out:
         print(f"wrote {write_report(rep, args.out)}")
     else:
@@ -154,10 +160,10 @@ def _model_grid(args) -> int:
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     pipe = load_pipeline(args.model)
-    model_grid(pipe, seed=args.seed, steps=args.steps, guidance=args.guidance).save(args.out)
+    model_grid(pipe, seed=args.seed, steps=args.steps, guidance=args.guidance, world=args.world).save(args.out)
     print(f"wrote {args.out}")
     if args.unnamed_out:
-        unnamed_grid(pipe, seed=args.seed, steps=args.steps, guidance=args.guidance).save(args.unnamed_out)
+        unnamed_grid(pipe, seed=args.seed, steps=args.steps, guidance=args.guidance, world=args.world).save(args.unnamed_out)
         print(f"wrote {args.unnamed_out}")
     return 0
 
@@ -291,11 +297,15 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, default=7.5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="JSON report path")
+    p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument("--world", default="v2b", choices=("v2b", "v3"),
+                   help="whose prompts and judge (default v2b; v3: also scene and clothing accuracy)")
     p.set_defaults(func=_fidelity)
     p = sub.add_parser("phenomena", help="the task's difficulties measured on a world model (token width, text naming, figure's loss share)")
     p.add_argument("--model", default="world")
     p.add_argument("--fidelity", help="the model's fidelity report (default: the shipped model's fidelity.json)")
-    p.add_argument("--name", default="v2b", help="the world's label in the report (default v2b)")
+    p.add_argument("--name", default=None, help="the world's label in the report (default: --world)")
+    p.add_argument("--world", default="v2b", choices=("v2b", "v3"), help="whose renders the figure's loss share uses (default v2b)")
     p.add_argument("--n", type=int, default=256, help="renders for the figure's loss share (default 256)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch threads")
@@ -309,6 +319,7 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--guidance", type=float, default=7.5)
+    p.add_argument("--world", default="v2b", choices=("v2b", "v3"), help="whose prompts (default v2b)")
     p.set_defaults(func=_model_grid)
 
     p = sub.add_parser("curve", help="plot a training folder's loss curve")

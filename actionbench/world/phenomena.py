@@ -144,14 +144,15 @@ def figure_loss(pipe, n: int = 256, seed: int = 0, batch: int = 32, bootstrap: i
             "area": round(100 * float(mask.mean()), 1), "n": n, "latent_size": list(err.shape[1:])}
 
 
-def measure(pipe, fidelity: dict, name: str, n: int = 256, seed: int = 0, log=print) -> dict:
-    """``phenomena.json`` of one world model, ``name`` its label (``v2b``, ``v3``)."""
+def measure(pipe, fidelity: dict, name: str, n: int = 256, seed: int = 0, log=print, world=R) -> dict:
+    """``phenomena.json`` of one world model, ``name`` its label (``v2b``, ``v3``); ``world`` the
+    renderer module its figure-loss renders come from (v3: :mod:`.render_v3`)."""
     t0 = time.process_time()
     text, free = text_action_rates(fidelity)
     for a in BENCHMARK_ACTIONS:
         flag = "  (text names it: > action-free + 10)" if text[a] > free[a] + 10 else ""
         log(f"{a:10s} text prompt {text[a]:5.1f}%   action-free prompts drawn as it {free[a]:5.1f}%{flag}")
-    loss = figure_loss(pipe, n=n, seed=seed)
+    loss = figure_loss(pipe, n=n, seed=seed, world=world)
     log(f"figure's share of the denoising loss {loss['share']}% {loss['share_ci']} (its share of the area {loss['area']}%)")
     named = fidelity["named"]
     judge = fidelity["judge"]
@@ -164,13 +165,18 @@ def measure(pipe, fidelity: dict, name: str, n: int = 256, seed: int = 0, log=pr
         "text_prompt_n": {a: per_action_of(fidelity)[a]["n"] for a in BENCHMARK_ACTIONS},
         "benchmark_actions_text_can_name": [a for a in BENCHMARK_ACTIONS if text[a] > free[a] + 10],
         "figure_loss_share": {name: loss},
-        "fidelity": {"subject": round(100 * named["subject_acc"], 1), "scene": None, "clothing": None,
+        "fidelity": {"subject": round(100 * named["subject_acc"], 1), "scene": _pct(named.get("scene_acc")),
+                     "clothing": _pct(named.get("clothing_acc")),
                      "named_action": round(100 * named["action_acc"], 1)},
         "judge": {"renders": {k: round(100 * v, 1) for k, v in judge["renders"].items()},
                   "through_vae": {k: round(100 * v, 1) for k, v in judge["vae_reconstructions"].items()}},
         "context_leakage": None,
         "cpu_seconds": round(time.process_time() - t0, 1),
     }
+
+
+def _pct(v: float | None) -> float | None:
+    return None if v is None else round(100 * v, 1)
 
 
 def write(report: dict, path: str | Path) -> Path:
