@@ -26,7 +26,10 @@ from .model_registry import load_from_hub
 from .model_registry import pipeline_class_name as registry_pipeline_class
 
 DEFAULT_MODEL = "sd21-base"  # the paper's SD 2.1-base, through the registry
-WORLD_MODEL_DIR = Path(__file__).parent / "world" / "model"
+WORLD_MODEL_DIR = Path(__file__).parent / "world" / "model"  # v2b: the shipped ActionWorld model
+WORLD_V3_MODEL_DIR = Path(__file__).parent / "world" / "model-v3"  # ActionWorld v3's (issue #23)
+# the ActionWorld models by --model name: ``world-v2b`` keeps the archived tables' model loadable by name
+WORLD_MODELS = {"world": WORLD_MODEL_DIR, "world-v2b": WORLD_MODEL_DIR, "world-v3": WORLD_V3_MODEL_DIR}
 WORLD_CONTROLNET_DIR = Path(__file__).parent / "world" / "controlnet"  # `actionbench world train-controlnet`
 # The world's trimmed CLIP tokenizer (`python -m actionbench.world.vocab`), for PipelineSpec(text_vocab="world").
 WORLD_VOCAB_DIR = Path(__file__).parent / "world" / "tokenizer"
@@ -194,13 +197,13 @@ def build_pipeline(spec: PipelineSpec | None = None, seed: int = 0):
 
 
 def resolve_model(model: str) -> str:
-    """``world`` -> the packaged ActionWorld folder; anything else unchanged."""
-    if model == "world":
-        if not (WORLD_MODEL_DIR / "model_index.json").exists():
-            raise ActionBenchError(
-                f"the ActionWorld model is missing from {WORLD_MODEL_DIR}: train it with `actionbench world train`"
-            )
-        return str(WORLD_MODEL_DIR)
+    """``world`` / ``world-v2b`` / ``world-v3`` -> the packaged ActionWorld folder; anything else unchanged."""
+    if model in WORLD_MODELS:
+        folder = WORLD_MODELS[model]
+        if not (folder / "model_index.json").exists():
+            how = "actionbench world train --world v3 (docs/actionworld.md)" if model == "world-v3" else "actionbench world train"
+            raise ActionBenchError(f"the ActionWorld model {model!r} is missing from {folder}: train it with `{how}`")
+        return str(folder)
     return model
 
 
@@ -222,7 +225,7 @@ def is_sdxl_class(name: str | None) -> bool:
 
 def is_world_pipeline(pipe) -> bool:
     """Whether ``pipe`` is the shipped ActionWorld model (``--model world`` or its folder)."""
-    if getattr(pipe, "model_name", None) == "world":
+    if getattr(pipe, "model_name", None) in ("world", "world-v2b"):
         return True
     path = getattr(pipe, "name_or_path", None) or pipe.config.get("_name_or_path")
     try:

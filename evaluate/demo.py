@@ -23,7 +23,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from actionbench.errors import ActionBenchError
-from actionbench.world import render as R
+from actionbench.world.worlds import BENCH_DIRS, renderer
 
 # the rates are those the sweep chose (results/world-sweep/chosen_lr.json), written as the table writes them
 DEMO_METHODS = ("sd", "controlnet", "pplus:lr=0.005", "adi:lr=0.02", "adi:mask=none:lr=0.02")
@@ -36,6 +36,12 @@ DEMO_LR = 5e-3
 # (ours) The class prompt of prior preservation on the world model: its exemplars are
 # human-like characters, and "a photo of a person" uses words it never saw.
 WORLD_CLASS_PROMPT = "a man in a park"
+# v3: the world ControlNet was trained on the v2b model (64-wide text): no v3 one yet, so the
+# v3 demo leaves it out; the rates are v2b's sweep's (no v3 sweep has run).
+DEMO_METHODS_V3 = ("sd", "pplus:lr=0.005", "adi:lr=0.02", "adi:mask=none:lr=0.02")
+# the model each world's demo runs on by default
+WORLD_MODELS = {"v2b": "world", "v3": "world-v3"}
+CLASS_PROMPTS = {"v2b": WORLD_CLASS_PROMPT, "v3": "a man in a white shirt in a park"}
 
 
 @dataclass
@@ -54,36 +60,72 @@ class DemoSettings:
     # (ours) equal budget in exemplar images seen: each learner runs ceil(images_seen / its
     # batch_size) steps instead of ``steps`` (ADI's batch counts triples: one exemplar anchor each)
     images_seen: int | None = None
+    world: str = "v2b"  # the ActionWorld version: its bench, evaluation prompts and judge (v3: context leakage too)
 
 
 # settings that must match for ``--resume`` to add to an earlier report
-RESUME_KEYS = ("steps", "lr", "n", "sample_steps", "guidance", "seed", "model", "images_seen")
+RESUME_KEYS = ("steps", "lr", "n", "sample_steps", "guidance", "seed", "model", "images_seen", "world")
+SETTING_DEFAULTS = {"world": "v2b"}  # what a report from before a setting existed was made with
 
 
-def world_subjects() -> list[tuple[str, str]]:
+def _setting(settings: dict, key: str):
+    return settings.get(key, SETTING_DEFAULTS.get(key))
+
+
+def world_subjects(world: str = "v2b") -> list[tuple[str, str]]:
     """(kind, phrase) of every ActionWorld subject kind: the evaluation subjects."""
-    return [(s, R.subject_phrase(s)) for s in R.SUBJECTS]
+    W = renderer(world)  # noqa: N806
+    return [(s, W.subject_phrase(s)) for s in W.SUBJECTS]
 
 
-def subject_templates(phrase: str, n: int, offset: int = 0) -> list[str]:
-    """n prompts "a panda {} in a park", cycling through the world's contexts."""
-    return [f"{phrase} {{}} {R.context_phrase(R.CONTEXTS[(offset + k) % len(R.CONTEXTS)])}" for k in range(n)]
+def subject_contexts(n: int, offset: int = 0, world: str = "v2b", action: str | None = None) -> list[str]:
+    """The contexts of one subject's n evaluation prompts: v2b's cycle through its contexts;
+    v3's through those whose scene *and* outfit differ from ``action``'s exemplars' dominant
+    ones (``render_v3.evaluation_contexts``), so drawing the dominant one is leakage."""
+    W = renderer(world)  # noqa: N806
+    if world == "v3":
+        return W.evaluation_contexts(action, n, offset * n)
+    return [W.CONTEXTS[(offset + k) % len(W.CONTEXTS)] for k in range(n)]
 
 
-def judge_learned(pipe, learned, world_action: str, s: DemoSettings):
-    """Generate n images per subject with a learned action; the judge's verdicts and the images."""
+def subject_templates(phrase: str, n: int, offset: int = 0, world: str = "v2b", action: str | None = None) -> list[str]:
+    """n prompts "a panda {} in a park" (v3: "a panda {} in a red striped shirt in a park")."""
+    W = renderer(world)  # noqa: N806
+    return [f"{phrase} {{}} {W.context_phrase(c)}" for c in subject_contexts(n, offset, world, action)]
+
+
+def context_slots(readings, contexts: list[str], action: str) -> list:
+    """v3: a :class:`evaluate.context_leakage.Slot` per image (asked vs judged scene and outfit)."""
+    from actionbench.world import render_v3
+    from evaluate.context_leakage import Slot
+
+    scene, outfit = render_v3.dominant_context(action)
+    slots = []
+    for r, c in zip(readings, contexts):
+        asked_outfit, asked_scene = render_v3.split_context(c)
+        slots.append(Slot(asked_scene, asked_outfit, r.scene, r.outfit, scene, outfit))
+    return slots
+
+
+def judge_learned(pipe, learned, world_action: str, s: DemoSettings, action: str | None = None):
+    """Generate n images per subject with a learned action; the judge's verdicts and the images.
+    v3 (``s.world``): the prompts avoid ``action``'s exemplars' dominant context, the v3 judge
+    reads scene and outfit, and the scores add each slot's leaks and the leak rates."""
     import methods
-    from actionbench.world.judge import judge_images
+    from actionbench.world.judge import default_judge_dir, load_judge, read_images
 
-    rows, templates = [], []
-    for si, (kind, phrase) in enumerate(world_subjects()):
-        templates += subject_templates(phrase, s.n, si)
+    W = renderer(s.world)  # noqa: N806
+    rows, templates, contexts = [], [], []
+    for si, (kind, phrase) in enumerate(world_subjects(s.world)):
+        templates += subject_templates(phrase, s.n, si, s.world, action)
+        contexts += subject_contexts(s.n, si, s.world, action)
         rows += [kind] * s.n
     images = methods.generate(pipe, learned, templates, seed=s.seed, steps=s.sample_steps, guidance=s.guidance, batch=len(templates))
-    verdicts = judge_images(images)
+    readings = read_images(images, load_judge(default_judge_dir(s.world)))
+    verdicts = [(r.subject, r.action, r.probs) for r in readings]
     hits = [(js == kind, ja == world_action) for kind, (js, ja, _) in zip(rows, verdicts)]
     n = len(hits)
-    on_animals = [js for kind, (js, _, _) in zip(rows, verdicts) if kind in R.ANIMALS]
+    on_animals = [js for kind, (js, _, _) in zip(rows, verdicts) if kind in W.ANIMALS]
     scores = {
         "action": sum(a for _, a in hits) / n,
         "subject": sum(sb for sb, _ in hits) / n,
@@ -91,19 +133,46 @@ def judge_learned(pipe, learned, world_action: str, s: DemoSettings):
         "n": n,
         # appearance leakage: the exemplars are all human-like, so an animal prompt judged
         # as a human-like kind has taken the exemplars' looks with the action
-        "human_on_animals": sum(js in R.HUMANS for js in on_animals) / max(1, len(on_animals)),
-        "animal_slots": len(on_animals), "animals_drawn_human": sum(js in R.HUMANS for js in on_animals),
+        "human_on_animals": sum(js in W.HUMANS for js in on_animals) / max(1, len(on_animals)),
+        "animal_slots": len(on_animals), "animals_drawn_human": sum(js in W.HUMANS for js in on_animals),
         "judged_actions": {a: sum(ja == a for _, ja, _ in verdicts) for a in sorted({ja for _, ja, _ in verdicts})},
         "hits": [[int(sb), int(a)] for sb, a in hits],  # per image slot (subject ok, action ok): paired tests
     }
+    if s.world == "v3":
+        from evaluate.context_leakage import leaks
+
+        per = [leaks(sl) for sl in context_slots(readings, contexts, action)]
+        scores["leaks"] = [[p["scene"], p["outfit"], p["context"]] for p in per]  # per slot; None: not counted
+        scores["judged_context"] = [[r.scene, r.outfit] for r in readings]
+        scores.update(leak_rates(scores["leaks"]))
     return scores, images
 
 
-def world_actions() -> tuple[str, ...]:
-    """Every World-ActionBench action, sorted (``--actions all``)."""
-    from actionbench.world.benchmark import BENCH_DIR
+def leak_rates(leaks: list) -> dict:
+    """Scene / outfit / context leak rates (0-1) of per-slot leak triples (None: not counted)."""
+    out = {}
+    for i, kind in enumerate(("scene", "outfit", "context")):
+        x = [row[i] for row in leaks if row[i] is not None]
+        out[f"{kind}_leak"] = sum(x) / len(x) if x else float("nan")
+    return out
 
-    return tuple(sorted(p.name for p in BENCH_DIR.iterdir() if p.is_dir()))
+
+def bench_dir(world: str = "v2b") -> Path:
+    """The world's World-ActionBench folder; v3's (not committed) is written on first use (12 s)."""
+    folder = BENCH_DIRS[world]
+    if not (folder / "world.json").exists():
+        if world == "v2b":
+            raise ActionBenchError(f"the v2b World-ActionBench is missing from {folder}: it is committed; check out the repository again")
+        from actionbench.world.benchmark import write_benchmark
+
+        print(f"writing World-ActionBench ({world}) to {folder} (first use)")
+        write_benchmark(folder, world=renderer(world))
+    return folder
+
+
+def world_actions(world: str = "v2b") -> tuple[str, ...]:
+    """Every World-ActionBench action, sorted (``--actions all``)."""
+    return tuple(sorted(p.name for p in bench_dir(world).iterdir() if p.is_dir()))
 
 
 def parse_method_spec(spec: str) -> tuple[str, dict]:
@@ -143,7 +212,7 @@ def demo_config(spec: str, s: DemoSettings, learn_seed: int | None = None):
     if "token" in fields and not issubclass(cls, WeightMethod):
         overrides["lr"] = s.lr
     if "class_prompt" in fields:
-        overrides["class_prompt"] = WORLD_CLASS_PROMPT
+        overrides["class_prompt"] = CLASS_PROMPTS[s.world]
     overrides.update(options)
     config = cls.Config().with_overrides(**overrides)
     if s.images_seen and learns and "steps" not in options:
@@ -190,11 +259,11 @@ def run_demo(s: DemoSettings, out: Path, resume: bool = False) -> dict:
     (:data:`RESUME_KEYS`) and skips every (action, method, learning seed) it already holds."""
     from actionbench.bench import load_action
     from actionbench.models import load_pipeline
-    from actionbench.world.benchmark import BENCH_DIR
 
     torch.manual_seed(s.seed)
     out.mkdir(parents=True, exist_ok=True)
-    bench_meta = json.loads((BENCH_DIR / "world.json").read_text())["actions"]
+    bench = bench_dir(s.world)
+    bench_meta = json.loads((bench / "world.json").read_text())["actions"]
     for action in s.actions:
         if action not in bench_meta:
             raise ActionBenchError(f"unknown world action {action!r}; one of {', '.join(bench_meta)}")
@@ -204,7 +273,7 @@ def run_demo(s: DemoSettings, out: Path, resume: bool = False) -> dict:
         report = _resumed_report(out / "demo.json", s, report)
     t_start = time.perf_counter()
     for action in s.actions:
-        action_set = load_action(BENCH_DIR / action)
+        action_set = load_action(bench / action)
         world_action = bench_meta[action]["world_action"]
         images_by_method = {}
         for method in s.methods:
@@ -220,7 +289,7 @@ def run_demo(s: DemoSettings, out: Path, resume: bool = False) -> dict:
                 t0 = time.perf_counter()
                 pipe = load_pipeline(s.model, s.device)  # fresh: methods change the pipeline they are applied to
                 learned = learn_for_demo(pipe, action_set, method, s, out / "learned", ls)
-                scores, images = judge_learned(load_pipeline(s.model, s.device), learned, world_action, s)
+                scores, images = judge_learned(load_pipeline(s.model, s.device), learned, world_action, s, action)
                 _save_images(images, run_dir)
                 _add_seed(report["results"].setdefault(action, {}), method, ls, scores)
                 report["seconds"][key] = round(time.perf_counter() - t0, 1)
@@ -230,7 +299,7 @@ def run_demo(s: DemoSettings, out: Path, resume: bool = False) -> dict:
                 print(f"{action:10s} {method:18s} seed {ls}: action {scores['action']:.0%}  subject {scores['subject']:.0%}  total {scores['total']:.0%}")
                 _write_report(report, out)  # after every learned identifier: nothing lost if a long run stops
         if all(images_by_method.values()):
-            grid(images_by_method, s.n, [k for k, _ in world_subjects()]).save(out / f"{action}_grid.png")
+            grid(images_by_method, s.n, [k for k, _ in world_subjects(s.world)]).save(out / f"{action}_grid.png")
     report["seconds"]["total"] = round(sum(v for k, v in report["seconds"].items() if k != "total"), 1)
     report["seconds"]["this_run"] = round(time.perf_counter() - t_start, 1)
     _write_report(report, out)
@@ -262,7 +331,7 @@ def _resumed_report(path: Path, s: DemoSettings, fresh: dict) -> dict:
     if not path.exists():
         return fresh
     old = json.loads(path.read_text())
-    diff = {k: (old["settings"].get(k), getattr(s, k)) for k in RESUME_KEYS if old["settings"].get(k) != getattr(s, k)}
+    diff = {k: (_setting(old["settings"], k), getattr(s, k)) for k in RESUME_KEYS if _setting(old["settings"], k) != getattr(s, k)}
     if diff:
         what = ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
         raise ActionBenchError(f"--resume: {path} was made with other settings ({what}); give the same settings or another --out")
@@ -293,7 +362,14 @@ def fold_scores(prev: dict, scores: dict) -> dict:
     # slots in learning-seed order, whichever record came first: paired tests match slot to slot
     order = sorted(range(len(prev["hits"]) + len(scores["hits"])), key=lambda i: (prev["seeds"] + scores["seeds"])[i])
     hits = [(prev["hits"] + scores["hits"])[i] for i in order]
-    return {"hits": hits, "seeds": [(prev["seeds"] + scores["seeds"])[i] for i in order],
+    extra = {}
+    if ("leaks" in prev) != ("leaks" in scores):
+        raise ActionBenchError("one record has context leaks (v3) and the other not: records of two worlds cannot be folded")
+    if "leaks" in prev:
+        for key in ("leaks", "judged_context"):
+            extra[key] = [(prev[key] + scores[key])[i] for i in order]
+        extra.update(leak_rates(extra["leaks"]))
+    return {**extra, "hits": hits, "seeds": [(prev["seeds"] + scores["seeds"])[i] for i in order],
             "animal_slots": prev["animal_slots"] + scores["animal_slots"],
             "animals_drawn_human": prev["animals_drawn_human"] + scores["animals_drawn_human"],
             "judged_actions": judged, "n": len(hits),
@@ -311,7 +387,7 @@ def merge_reports(reports: list[dict]) -> dict:
         raise ActionBenchError("no reports to merge")
     first = reports[0]["settings"]
     for r in reports[1:]:
-        diff = [k for k in RESUME_KEYS if r["settings"].get(k) != first.get(k)]
+        diff = [k for k in RESUME_KEYS if _setting(r["settings"], k) != _setting(first, k)]
         if diff:
             raise ActionBenchError(f"reports made with other settings cannot be merged (they differ in {', '.join(diff)})")
     merged = {"settings": dict(first), "results": {}, "seconds": {}, "steps": {},
@@ -340,13 +416,23 @@ def _write_report(report: dict, out: Path) -> None:
     tmp.replace(out / "demo.json")
 
 
+def has_context_leaks(report: dict) -> bool:
+    """Whether the report's runs carry v3 context leaks (a leakage column then)."""
+    return any("leaks" in r for by in report["results"].values() for r in by.values())
+
+
 def table(report: dict) -> str:
-    """A markdown table of action / subject / total accuracy per action and method."""
-    lines = ["| action | method | action acc. | subject acc. | total | animals drawn human |", "|---|---|---|---|---|---|"]
+    """A markdown table of action / subject / total accuracy per action and method (v3: and context leakage)."""
+    ctx = has_context_leaks(report)
+    lines = ["| action | method | action acc. | subject acc. | total | animals drawn human |" + (" context leak |" if ctx else ""),
+             "|---|---|---|---|---|---|" + ("---|" if ctx else "")]
     for action, by_method in report["results"].items():
         for method, r in by_method.items():
             leak = f"{r['human_on_animals']:.1%}" if "human_on_animals" in r else "-"
-            lines.append(f"| {action} | {method} | {r['action']:.1%} | {r['subject']:.1%} | {r['total']:.1%} | {leak} |")
+            row = f"| {action} | {method} | {r['action']:.1%} | {r['subject']:.1%} | {r['total']:.1%} | {leak} |"
+            if ctx:
+                row += f" {r['context_leak']:.1%} |" if "context_leak" in r else " - |"
+            lines.append(row)
     return "\n".join(lines)
 
 
@@ -357,11 +443,15 @@ def summary_table(report: dict) -> str:
         for method, r in by.items():
             by_method.setdefault(method, []).append(r)
     n_actions = len(report["results"])
-    lines = ["| method | action acc. | subject acc. | total | animals drawn human | actions |", "|---|---|---|---|---|---|"]
+    ctx = has_context_leaks(report)
+    keys = ("action", "subject", "total", "human_on_animals") + (("context_leak",) if ctx else ())
+    lines = ["| method | action acc. | subject acc. | total | animals drawn human |" + (" context leak |" if ctx else "") + " actions |",
+             "|---|---|---|---|---|---|" + ("---|" if ctx else "")]
     for method, rs in by_method.items():
-        mean = {k: sum(r.get(k, float("nan")) for r in rs) / len(rs) for k in ("action", "subject", "total", "human_on_animals")}
+        mean = {k: sum(r.get(k, float("nan")) for r in rs) / len(rs) for k in keys}
         lines.append(f"| {method} | {mean['action']:.1%} | {mean['subject']:.1%} | {mean['total']:.1%} | "
-                     f"{mean['human_on_animals']:.1%} | {len(rs)}/{n_actions} |")
+                     f"{mean['human_on_animals']:.1%} |" + (f" {mean['context_leak']:.1%} |" if ctx else "")
+                     + f" {len(rs)}/{n_actions} |")
     return "\n".join(lines)
 
 
@@ -403,6 +493,18 @@ def _slots(report: dict, method: str, actions: list[str], seeds: dict[str, set] 
     return tot, act, sub, clusters
 
 
+def _leak_slots(report: dict, method: str, actions: list[str]) -> tuple[list[int], list[str]]:
+    """(context leak 0/1, cluster) of ``method``'s counted v3 slots over ``actions``."""
+    x, clusters = [], []
+    for a in actions:
+        r = report["results"][a][method]
+        for row, sd in zip(r.get("leaks", []), r.get("seeds", [])):
+            if row[2] is not None:
+                x.append(int(row[2]))
+                clusters.append(f"{a}/{sd}")
+    return x, clusters
+
+
 def _shared_seeds(report: dict, method: str, reference: str, actions: list[str]) -> dict[str, set]:
     """Per action both methods ran, the learning seeds both hold (the slots a paired test may use)."""
     shared = {}
@@ -427,14 +529,20 @@ def compare_table(report: dict, reference: str = "adi", n_boot: int = 2000) -> s
         methods_ += [m for m in by if m not in methods_]
     ref_actions = [a for a, by in report["results"].items() if reference in by]
     ci = lambda x, cl: "{:.1%} [{:.1%}, {:.1%}]".format(*bootstrap_ci(x, cl, n_boot))  # noqa: E731
-    lines = [f"| method | total [95% CI] | action | subject | animals drawn human | images | total - {reference} [95% CI] | p (bootstrap) | p (McNemar) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    ctx = has_context_leaks(report)
+    lines = ["| method | total [95% CI] | action | subject | animals drawn human |" + (" context leak [95% CI] |" if ctx else "")
+             + f" images | total - {reference} [95% CI] | p (bootstrap) | p (McNemar) |",
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if ctx else "")]
     for m in methods_:
         actions = [a for a in report["results"] if m in report["results"][a]]
         tot, act, sub, cl = _slots(report, m, actions)
         leak = sum(report["results"][a][m].get("animals_drawn_human", 0) for a in actions)
         leak_n = sum(report["results"][a][m].get("animal_slots", 0) for a in actions)
-        row = f"| {m} | {ci(tot, cl)} | {ci(act, cl)} | {ci(sub, cl)} | {leak / max(1, leak_n):.1%} | {len(tot)} |"
+        row = f"| {m} | {ci(tot, cl)} | {ci(act, cl)} | {ci(sub, cl)} | {leak / max(1, leak_n):.1%} |"
+        if ctx:
+            x, xcl = _leak_slots(report, m, actions)
+            row += f" {ci(x, xcl)} |" if x else " - |"
+        row += f" {len(tot)} |"
         # paired on the slots both hold: the actions both ran, the learning seeds both ran there
         seeds = _shared_seeds(report, m, reference, actions)
         shared = list(seeds)
@@ -458,13 +566,16 @@ def write_tables(report: dict, out: Path) -> None:
 
     (out / "table.md").write_text(table(report) + "\n\nMean over actions:\n\n" + summary_table(report) + "\n"
                                   + _compare_section(report))
+    ctx = has_context_leaks(report)
+    leak_cols = ["scene_leak", "outfit_leak", "context_leak"] if ctx else []  # v3 only: v2b's columns stay as they were
     with open(out / "table.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["action", "method", "action_acc", "subject_acc", "total_acc", "human_on_animals", "n"])
+        w.writerow(["action", "method", "action_acc", "subject_acc", "total_acc", "human_on_animals", "n"] + leak_cols)
         for action, by in report["results"].items():
             for method, r in by.items():
                 w.writerow([action, method, round(r["action"], 4), round(r["subject"], 4), round(r["total"], 4),
-                            round(r.get("human_on_animals", float("nan")), 4), r["n"]])
+                            round(r.get("human_on_animals", float("nan")), 4), r["n"]]
+                           + [round(r.get(k, float("nan")), 4) for k in leak_cols])
 
 
 def reference_method(report: dict) -> str:
@@ -497,10 +608,12 @@ def cmd_demo(args) -> None:
         if args.threads < 1:
             raise ActionBenchError(f"--threads {args.threads}: give a count of at least 1")
         torch.set_num_threads(args.threads)
-    actions = world_actions() if args.actions == "all" else tuple(args.actions.split(","))
-    s = DemoSettings(actions=actions, methods=tuple(args.methods.split(",")), steps=args.steps, lr=args.lr,
+    actions = world_actions(args.world) if args.actions == "all" else tuple(args.actions.split(","))
+    methods_ = args.methods or ",".join(DEMO_METHODS_V3 if args.world == "v3" else DEMO_METHODS)
+    s = DemoSettings(actions=actions, methods=tuple(methods_.split(",")), steps=args.steps, lr=args.lr,
                      n=args.n, sample_steps=args.sample_steps, seed=args.seed, device=args.device,
-                     learn_seeds=_seeds(args.learn_seeds) if args.learn_seeds else (args.seed,), images_seen=args.images_seen or None)
+                     learn_seeds=_seeds(args.learn_seeds) if args.learn_seeds else (args.seed,), images_seen=args.images_seen or None,
+                     world=args.world, model=args.model or WORLD_MODELS[args.world])
     for spec in s.methods:  # fail before any learning on a bad method spec or option
         demo_config(spec, s)
     report = run_demo(s, Path(args.out), resume=args.resume)
@@ -520,9 +633,14 @@ def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="learn a hard-to-name action on the ActionWorld model and judge it",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--actions", default=DEMO_ACTION, help=f"comma-separated World-ActionBench actions, or 'all' (default {DEMO_ACTION})")
-    p.add_argument("--methods", default=",".join(DEMO_METHODS),
+    p.add_argument("--methods", default=None,
                    help=f"comma-separated methods, each NAME or NAME:KEY=VALUE:... for options such as ADI's ablations "
-                        f"(adi:mask=none, adi:layerwise=false, adi:beta=0.4) (default {','.join(DEMO_METHODS)})")
+                        f"(adi:mask=none, adi:layerwise=false, adi:beta=0.4) (default {','.join(DEMO_METHODS)}; "
+                        f"on v3 {','.join(DEMO_METHODS_V3)})")
+    p.add_argument("--world", default="v2b", choices=tuple(WORLD_MODELS),
+                   help="the ActionWorld version (default v2b; v3: textured contexts, no benchmark action named, context-leak column)")
+    p.add_argument("--model", default=None, help="the base model (default: the world's: " +
+                   ", ".join(f"{w} {m}" for w, m in WORLD_MODELS.items()) + ")")
     p.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"training steps of every learning method when --images-seen is 0 (default {DEMO_STEPS})")
     p.add_argument("--lr", type=float, default=DEMO_LR, help=f"learning rate of the token methods; weight tuners keep their paper's (default {DEMO_LR})")
     p.add_argument("--n", type=int, default=4, help="images per subject (default 4)")
