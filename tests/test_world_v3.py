@@ -151,3 +151,11 @@ def test_committed_v3_judge_reads_v3_renders():
         for h, want in (("subject", s), ("action", a), ("scene", scene), ("outfit", outfit)):
             hits[h] += getattr(r, h) == want
     assert min(hits.values()) >= 0.85 * 64, hits  # held-out: 99.8 / 97.2 / 100 / 99.5%
+
+
+def test_an_unknown_world_is_a_clear_actionbench_error():
+    from actionbench.errors import ActionBenchError
+    from actionbench.world.worlds import renderer
+
+    with pytest.raises(ActionBenchError, match="unknown ActionWorld version 'v9': one of v2b, v3"):
+        renderer("v9")
