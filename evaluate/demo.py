@@ -236,20 +236,35 @@ def learn_for_demo(pipe, action_set, method: str, s: DemoSettings, work_dir: Pat
     return methods.learn(pipe, action_set, name, config, out=out, work_dir=work_dir, progress=True)
 
 
-def grid(images_by_method: dict[str, list[Image.Image]], n: int, subjects: list[str]) -> Image.Image:
-    """Rows: subjects; column blocks: methods (n images each), with labels."""
+LEAK_FRAME = (230, 20, 20)  # the grid's frame around an image that shows the exemplars' dominant scene or outfit
+
+
+def grid(images_by_method: dict[str, list[Image.Image]], n: int, subjects: list[str],
+         leaked: dict[str, list[bool]] | None = None) -> Image.Image:
+    """Rows: subjects; column blocks: methods (n images each), with labels. ``leaked`` (v3):
+    per method, per image, whether it leaked context; those images get a red frame and the
+    caption under the grid says how many (or that none did)."""
     size = images_by_method[next(iter(images_by_method))][0].size[0]
     label_w, head_h, gap = 70, 14, 6
+    foot_h = 14 if leaked is not None else 0
     cols = len(images_by_method)
-    sheet = Image.new("RGB", (label_w + cols * (n * size + gap), head_h + len(subjects) * size), "white")
+    sheet = Image.new("RGB", (label_w + cols * (n * size + gap), head_h + len(subjects) * size + foot_h), "white")
     draw = ImageDraw.Draw(sheet)
     for c, (method, images) in enumerate(images_by_method.items()):
         x0 = label_w + c * (n * size + gap)
         draw.text((x0 + 2, 1), method, fill="black")
         for i, im in enumerate(images):
-            sheet.paste(im, (x0 + (i % n) * size, head_h + (i // n) * size))
+            x, y = x0 + (i % n) * size, head_h + (i // n) * size
+            sheet.paste(im, (x, y))
+            if leaked is not None and leaked.get(method, [False] * len(images))[i]:
+                draw.rectangle((x, y, x + size - 1, y + size - 1), outline=LEAK_FRAME, width=2)
     for r, name in enumerate(subjects):
         draw.text((2, head_h + r * size + size // 2 - 5), name, fill="black")
+    if leaked is not None:
+        count = sum(sum(v) for v in leaked.values())
+        text = (f"red frame: the exemplars' scene or outfit where the prompt asked for another ({count} images)" if count
+                else "no image shows the exemplars' dominant scene or outfit (no context leak seen)")
+        draw.text((2, head_h + len(subjects) * size + 1), text, fill=LEAK_FRAME if count else "black")
     return sheet
 
 
@@ -275,7 +290,7 @@ def run_demo(s: DemoSettings, out: Path, resume: bool = False) -> dict:
     for action in s.actions:
         action_set = load_action(bench / action)
         world_action = bench_meta[action]["world_action"]
-        images_by_method = {}
+        images_by_method, leaked = {}, {}
         for method in s.methods:
             steps = demo_config(method, s)[1].to_dict().get("steps")
             for ls in s.learn_seeds:
@@ -284,6 +299,9 @@ def run_demo(s: DemoSettings, out: Path, resume: bool = False) -> dict:
                 if ls in report["results"].get(action, {}).get(method, {}).get("seeds", []):
                     if ls == s.learn_seeds[0]:
                         images_by_method[method] = _load_images(run_dir)
+                        prev = report["results"][action][method]
+                        if "leaks" in prev:
+                            leaked[method] = [bool(row[2]) for row, sd in zip(prev["leaks"], prev["seeds"]) if sd == ls]
                     print(f"{action:10s} {method:18s} seed {ls}: in {out / 'demo.json'} already (--resume)")
                     continue
                 t0 = time.perf_counter()
@@ -296,10 +314,13 @@ def run_demo(s: DemoSettings, out: Path, resume: bool = False) -> dict:
                 report["steps"][method] = steps
                 if ls == s.learn_seeds[0]:
                     images_by_method[method] = images
+                    if "leaks" in scores:
+                        leaked[method] = [bool(row[2]) for row in scores["leaks"]]
                 print(f"{action:10s} {method:18s} seed {ls}: action {scores['action']:.0%}  subject {scores['subject']:.0%}  total {scores['total']:.0%}")
                 _write_report(report, out)  # after every learned identifier: nothing lost if a long run stops
         if all(images_by_method.values()):
-            grid(images_by_method, s.n, [k for k, _ in world_subjects(s.world)]).save(out / f"{action}_grid.png")
+            grid(images_by_method, s.n, [k for k, _ in world_subjects(s.world)],
+                 leaked if s.world == "v3" else None).save(out / f"{action}_grid.png")
     report["seconds"]["total"] = round(sum(v for k, v in report["seconds"].items() if k != "total"), 1)
     report["seconds"]["this_run"] = round(time.perf_counter() - t_start, 1)
     _write_report(report, out)

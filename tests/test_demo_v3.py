@@ -70,3 +70,19 @@ def test_a_missing_v3_model_says_how_to_make_it(monkeypatch, tmp_path):
     with pytest.raises(ActionBenchError, match="world train --world v3"):
         M.resolve_model("world-v3")
     assert M.resolve_model("world-v2b") == M.resolve_model("world") == str(M.WORLD_MODEL_DIR)
+
+
+def test_grid_frames_leaked_images_in_red_and_says_so():
+    from PIL import Image
+
+    from evaluate.demo import LEAK_FRAME, grid
+
+    ims = [Image.new("RGB", (64, 64), (0, 128, 0)) for _ in range(2)]
+    sheet = grid({"m": ims}, 2, ["panda"], {"m": [True, False]})
+    x0, y0 = 70, 14  # the grid's label width and header height
+    assert sheet.getpixel((x0, y0 + 30)) == LEAK_FRAME and sheet.getpixel((x0 + 64, y0 + 30)) == (0, 128, 0)
+    assert sheet.size[1] == 14 + 64 + 14  # a caption line under the grid
+    plain = grid({"m": ims}, 2, ["panda"])
+    assert plain.size[1] == 14 + 64 and plain.getpixel((x0, y0 + 30)) == (0, 128, 0)
+    none = grid({"m": ims}, 2, ["panda"], {"m": [False, False]})
+    assert none.getpixel((x0, y0 + 30)) == (0, 128, 0)
