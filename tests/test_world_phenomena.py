@@ -66,3 +66,17 @@ def test_cli_writes_the_report_on_the_world_model(tmp_path):
     loss = rep["figure_loss_share"]["v2b"]
     assert 0 < loss["area"] < loss["share"] < 100 and loss["share_ci"][0] <= loss["share"] <= loss["share_ci"][1]
     assert rep["judge"]["through_vae"]["action"] == 91.0 and rep["fidelity"]["scene"] is None
+
+
+def test_cli_compare_puts_another_worlds_figure_loss_beside(tmp_path):
+    from actionbench.cli import main
+
+    fid = tmp_path / "fidelity.json"
+    fid.write_text(json.dumps(_fidelity()))
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"figure_loss_share": {"v1": {"share": 12.5}}}))
+    out = tmp_path / "phenomena.json"
+    args = ["world", "phenomena", "--fidelity", str(fid), "--n", "4", "--threads", "1", "--name", "mine", "--out", str(out)]
+    assert main(args + ["--compare", str(other)]) in (0, None)
+    assert set(json.loads(out.read_text())["figure_loss_share"]) == {"v1", "mine"}
+    assert main(args + ["--compare", str(tmp_path / "missing.json")]) == 2

@@ -131,6 +131,12 @@ def _phenomena(args) -> int:
         return 2
     rep = measure(load_pipeline(args.model), json.loads(path.read_text()), args.name or args.world, n=args.n, seed=args.seed,
                   world=renderer(args.world))
+    for other in args.compare or []:  # e.g. v2b's figure-loss share beside v3's, as the issue's phenomena.json asks
+        if not Path(other).exists():
+            print(f"--compare {other}: no such phenomena report (made by actionbench world phenomena --out FILE)")
+            return 2
+        theirs = json.loads(Path(other).read_text()).get("figure_loss_share", {})
+        rep["figure_loss_share"] = {**theirs, **rep["figure_loss_share"]}
     try:  # a path relative to where it was run from, so the report reads the same on every clone
         rep["fidelity_report"] = str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
@@ -306,6 +312,8 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--fidelity", help="the model's fidelity report (default: the shipped model's fidelity.json)")
     p.add_argument("--name", default=None, help="the world's label in the report (default: --world)")
     p.add_argument("--world", default="v2b", choices=("v2b", "v3"), help="whose renders the figure's loss share uses (default v2b)")
+    p.add_argument("--compare", action="append", metavar="FILE",
+                   help="another world's phenomena.json whose figure_loss_share goes beside this one (repeatable)")
     p.add_argument("--n", type=int, default=256, help="renders for the figure's loss share (default 256)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch threads")
