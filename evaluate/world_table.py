@@ -32,6 +32,7 @@ import json
 from pathlib import Path
 
 from evaluate.demo import (
+    WORLD_MODELS,
     DemoSettings,
     _compare_section,
     _slots,
@@ -55,6 +56,8 @@ SWEEP = {
     "custom-diffusion": (1e-5, 1e-4, 1e-3),
 }
 FIXED = ("sd", "controlnet")  # nothing learned: no rate to choose
+# v3: the world ControlNet is v2b's (64-wide text); until a v3 one is trained it is left out
+FIXED_BY_WORLD = {"v2b": FIXED, "v3": ("sd",)}
 # the paper's ablations of ADI, then (ours) beta 0.2: the lever the mask measurements point
 # to on the world's 64-channel tokens (docs/actionworld.md, "ADI does not learn ... and why")
 ADI_ABLATIONS = ("adi:mask=none", "adi:layerwise=false", "adi:mask=union", "adi:mask=context-only", "adi:mask=action-only",
@@ -79,10 +82,10 @@ def choose_lr(results: dict) -> dict[str, float]:
     return chosen
 
 
-def table_specs(chosen: dict[str, float]) -> list[str]:
-    """The table's methods: the two that learn nothing, every learner at its chosen rate,
-    ADI's ablations at ADI's."""
-    return (list(FIXED) + [f"{m}:lr={chosen[m]:g}" for m in SWEEP]
+def table_specs(chosen: dict[str, float], world: str = "v2b") -> list[str]:
+    """The table's methods: the two that learn nothing (v3: the text prompt only), every
+    learner at its chosen rate, ADI's ablations at ADI's."""
+    return (list(FIXED_BY_WORLD[world]) + [f"{m}:lr={chosen[m]:g}" for m in SWEEP]
             + [f"{a}:lr={chosen['adi']:g}" for a in ADI_ABLATIONS])
 
 
@@ -96,10 +99,23 @@ def select_specs(specs: list[str], names: list[str]) -> list[str]:
     return [spec for b, spec in bare.items() if b in names]
 
 
+def folders(args) -> tuple[Path, Path]:
+    """(sweep folder, table folder) under ``--out``: ``world-sweep``, ``world-table`` on v2b;
+    ``world-v3-sweep``, ``world-v3-table`` on v3."""
+    world = getattr(args, "world", "v2b")
+    tag = "world" if world == "v2b" else f"world-{world}"
+    return Path(args.out) / f"{tag}-sweep", Path(args.out) / f"{tag}-table"
+
+
+def _world_settings(args) -> dict:
+    world = getattr(args, "world", "v2b")
+    return {"world": world, "model": WORLD_MODELS[world]}
+
+
 def sweep(args) -> dict:
-    out = Path(args.out) / "world-sweep"
+    out = folders(args)[0]
     s = DemoSettings(actions=(args.sweep_action,), methods=tuple(sweep_specs()), n=args.n, images_seen=args.images_seen,
-                     learn_seeds=(0,), device=args.device)
+                     learn_seeds=(0,), device=args.device, **_world_settings(args))
     report = run_demo(s, out, resume=True)
     write_tables(report, out)
     chosen = choose_lr(report["results"][args.sweep_action])
@@ -110,16 +126,17 @@ def sweep(args) -> dict:
 
 
 def table(args) -> None:
-    path = Path(args.out) / "world-sweep" / "chosen_lr.json"
+    world = getattr(args, "world", "v2b")
+    path = folders(args)[0] / "chosen_lr.json"
     if not path.exists():
-        raise SystemExit(f"{path} is missing: run the sweep first (python -m evaluate.world_table sweep)")
-    specs = table_specs(json.loads(path.read_text())["lr"])
+        raise SystemExit(f"{path} is missing: run the sweep first (python -m evaluate.world_table sweep --world {world})")
+    specs = table_specs(json.loads(path.read_text())["lr"], world)
     if args.methods:
         specs = select_specs(specs, args.methods.split(","))
-    actions = tuple(args.actions.split(",")) if args.actions else world_actions()
+    actions = tuple(args.actions.split(",")) if args.actions else world_actions(world)
     s = DemoSettings(actions=actions, methods=tuple(specs), n=args.n_table, images_seen=args.images_seen,
-                     learn_seeds=tuple(int(x) for x in args.seeds.split(",")), device=args.device)
-    out = Path(args.out) / "world-table" / "parts" / args.part
+                     learn_seeds=tuple(int(x) for x in args.seeds.split(",")), device=args.device, **_world_settings(args))
+    out = folders(args)[1] / "parts" / args.part
     report = run_demo(s, out, resume=True)
     write_tables(report, out)
     if not args.no_merge:
@@ -230,7 +247,7 @@ def merge(args) -> dict:
     """Every part's ``demo.json`` under ``world-table/parts`` as one report and table in ``world-table``.
     Parts are read in the order they were named (a-z, then aa, ab, ...), so the table's action
     columns keep the order of the first parts."""
-    out = Path(args.out) / "world-table"
+    out = folders(args)[1]
     paths = sorted((out / "parts").glob("*/demo.json"), key=lambda p: (len(p.parent.name), p.parent.name))
     if not paths:
         raise SystemExit(f"no parts under {out / 'parts'}: run the table first (python -m evaluate.world_table table)")
@@ -257,6 +274,8 @@ if __name__ == "__main__":
     p.add_argument("stage", choices=("sweep", "table", "all", "merge"))
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="results", help="parent of world-sweep/ and world-table/ (default results)")
+    p.add_argument("--world", default="v2b", choices=tuple(WORLD_MODELS),
+                   help="the ActionWorld version (default v2b; v3 writes world-v3-sweep/ and world-v3-table/, on --model world-v3)")
     p.add_argument("--images-seen", type=int, default=600)
     p.add_argument("--sweep-action", default="salute",
                    help="the action the rates are chosen on (default salute: the unnamed action the world model draws least by default, so only learning can score)")

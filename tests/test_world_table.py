@@ -1,5 +1,7 @@
 """The world table's learning-rate sweep: its specs and the choice it makes."""
 
+import pytest
+
 from evaluate.demo import DemoSettings, demo_config
 from evaluate.world_table import ADI_ABLATIONS, SWEEP, choose_lr, sweep_specs, table_specs
 
@@ -187,3 +189,26 @@ def test_merge_reads_parts_in_the_order_they_were_named(tmp_path):
     report = merge(argparse.Namespace(out=str(tmp_path), docs=None))
     assert list(report["results"]) == ["salute", "cheer", "sit"]  # a, b, then aa (plain sorting: a, aa, b)
     assert report["parts"] == ["parts/a", "parts/b", "parts/aa"]
+
+
+def test_the_v3_table_runs_on_the_v3_model_into_its_own_folders(tmp_path, monkeypatch):
+    import argparse
+    import json
+
+    import evaluate.world_table as wt
+
+    sweep_dir = tmp_path / "world-v3-sweep"
+    sweep_dir.mkdir()
+    (sweep_dir / "chosen_lr.json").write_text(json.dumps({"lr": {m: lrs[0] for m, lrs in SWEEP.items()}}))
+    ran = []
+    monkeypatch.setattr(wt, "run_demo", lambda s, out, resume: ran.append((s.world, s.model, s.methods, out)) or {})
+    monkeypatch.setattr(wt, "write_tables", lambda report, out: None)
+    args = argparse.Namespace(out=str(tmp_path), methods=None, actions="salute", seeds="0", n_table=8, world="v3",
+                              images_seen=600, device="cpu", part="a", no_merge=True)
+    wt.table(args)
+    world, model, specs, out = ran[0]
+    assert (world, model, out) == ("v3", "world-v3", tmp_path / "world-v3-table" / "parts" / "a")
+    assert specs[0] == "sd" and not any(m.startswith("controlnet") for m in specs)  # no v3 ControlNet yet
+    assert "controlnet" in wt.table_specs({m: lrs[0] for m, lrs in SWEEP.items()})  # v2b's table keeps it
+    with pytest.raises(SystemExit, match="sweep --world v3"):
+        wt.table(argparse.Namespace(**{**vars(args), "out": str(tmp_path / "empty")}))
