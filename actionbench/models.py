@@ -30,6 +30,8 @@ WORLD_MODEL_DIR = Path(__file__).parent / "world" / "model"  # v2b: the shipped 
 WORLD_V3_MODEL_DIR = Path(__file__).parent / "world" / "model-v3"  # ActionWorld v3's (issue #23)
 # the ActionWorld models by --model name: ``world-v2b`` keeps the archived tables' model loadable by name
 WORLD_MODELS = {"world": WORLD_MODEL_DIR, "world-v2b": WORLD_MODEL_DIR, "world-v3": WORLD_V3_MODEL_DIR}
+# each world version's model by its own name (what reports and defaults write, whatever ``world`` points at)
+WORLD_MODEL_OF = {"v2b": "world-v2b", "v3": "world-v3"}
 WORLD_CONTROLNET_DIR = Path(__file__).parent / "world" / "controlnet"  # `actionbench world train-controlnet`
 # The world's trimmed CLIP tokenizer (`python -m actionbench.world.vocab`), for PipelineSpec(text_vocab="world").
 WORLD_VOCAB_DIR = Path(__file__).parent / "world" / "tokenizer"
@@ -223,15 +225,28 @@ def is_sdxl_class(name: str | None) -> bool:
     return bool(name) and name.startswith("StableDiffusionXL")
 
 
+def world_version(model: str | None) -> str | None:
+    """The ActionWorld version (``v2b``, ``v3``) of a ``--model`` string: a world registry name or
+    one of their folders; None for anything else."""
+    if not model:
+        return None
+    try:
+        path = (WORLD_MODELS[model] if model in WORLD_MODELS else Path(model)).resolve()
+    except (OSError, TypeError, ValueError):
+        return None
+    for version, name in WORLD_MODEL_OF.items():
+        if path == WORLD_MODELS[name].resolve():
+            return version
+    return None
+
+
 def is_world_pipeline(pipe) -> bool:
-    """Whether ``pipe`` is the shipped ActionWorld model (``--model world`` or its folder)."""
-    if getattr(pipe, "model_name", None) in ("world", "world-v2b"):
+    """Whether ``pipe`` is the v2b ActionWorld model (the one the world ControlNet was trained
+    beside), loaded by name or from its folder."""
+    if world_version(getattr(pipe, "model_name", None)) == "v2b":
         return True
     path = getattr(pipe, "name_or_path", None) or pipe.config.get("_name_or_path")
-    try:
-        return bool(path) and Path(path).resolve() == WORLD_MODEL_DIR.resolve()
-    except (OSError, TypeError):
-        return False
+    return world_version(str(path)) == "v2b" if path else False
 
 
 def resolve_controlnet(name: str) -> str:

@@ -166,7 +166,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--actions", default="salute,handstand")
     p.add_argument("--triples", type=int, default=64)
-    p.add_argument("--model", default="world")
+    p.add_argument("--model", default="world-v2b")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="results/world-adi-masks/masks.json")
     p.add_argument("--informativeness", action="store_true",

@@ -42,8 +42,13 @@ class RunConfig:
     dtype: str = "fp32"
 
     def __post_init__(self):
+        from actionbench.models import world_version
+
+        version = world_version(self.model)
         if self.judges is None:
-            self.judges = ["world"] if self.model == "world" else ["pose"]
+            self.judges = ["world"] if version else ["pose"]
+        if version and version != "v2b" and "world" in self.judges:  # the world judge of the model's world
+            self.judge_options = {**self.judge_options, "world": {"version": version, **self.judge_options.get("world", {})}}
         if self.images_per_pair < 1:
             raise ActionBenchError(f"images_per_pair must be >= 1 (got {self.images_per_pair})")
         if self.steps < 1:

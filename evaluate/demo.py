@@ -40,7 +40,7 @@ WORLD_CLASS_PROMPT = "a man in a park"
 # v3 demo leaves it out; the rates are v2b's sweep's (no v3 sweep has run).
 DEMO_METHODS_V3 = ("sd", "pplus:lr=0.005", "adi:lr=0.02", "adi:mask=none:lr=0.02")
 # the model each world's demo runs on by default
-WORLD_MODELS = {"v2b": "world", "v3": "world-v3"}
+WORLD_MODELS = {"v2b": "world-v2b", "v3": "world-v3"}
 CLASS_PROMPTS = {"v2b": WORLD_CLASS_PROMPT, "v3": "a man in a white shirt in a park"}
 
 
@@ -55,7 +55,7 @@ class DemoSettings:
     guidance: float = 7.5
     seed: int = 0  # sampling seed (the same image slots for every method: paired comparisons)
     learn_seeds: tuple[int, ...] = (0,)  # one learned identifier per seed
-    model: str = "world"
+    model: str = "world-v2b"
     device: str = "cpu"
     # (ours) equal budget in exemplar images seen: each learner runs ceil(images_seen / its
     # batch_size) steps instead of ``steps`` (ADI's batch counts triples: one exemplar anchor each)
@@ -69,7 +69,12 @@ SETTING_DEFAULTS = {"world": "v2b"}  # what a report from before a setting exist
 
 
 def _setting(settings: dict, key: str):
-    return settings.get(key, SETTING_DEFAULTS.get(key))
+    """A report's setting, read as it was meant: a report from before the v3 world (no
+    ``world`` key) ran on v2b, and its model ``world`` is what is now called ``world-v2b``."""
+    value = settings.get(key, SETTING_DEFAULTS.get(key))
+    if key == "model" and value == "world" and "world" not in settings:
+        return "world-v2b"
+    return value
 
 
 def world_subjects(world: str = "v2b") -> list[tuple[str, str]]:

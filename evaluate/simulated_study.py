@@ -87,7 +87,7 @@ def build_run(run: Path, items: pd.DataFrame, device: str = "cpu") -> None:
     from .judges import Item, JudgeContext, make_judge
 
     run.mkdir(parents=True, exist_ok=True)
-    vae = load_pipeline("world", device).vae
+    vae = load_pipeline("world-v2b", device).vae
     x = to_input([R.render(r.drawn_subject, r.drawn_action, r.context, r.seed) for r in items.itertuples()])
     with torch.no_grad():
         rec = torch.cat([vae.decode(vae.encode(x[i:i + 64].to(vae.device, vae.dtype)).latent_dist.mean).sample.float()

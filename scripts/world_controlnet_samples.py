@@ -36,9 +36,9 @@ def main() -> None:
     rows = []
     for action in args.actions.split(","):
         aset = load_action(BENCH_DIR / action)
-        learned = methods.learn(load_pipeline("world"), aset, "controlnet", progress=False)
+        learned = methods.learn(load_pipeline("world-v2b"), aset, "controlnet", progress=False)
         templates = [f"{R.subject_phrase(s)} {{}} {R.context_phrase(R.CONTEXTS[k % len(R.CONTEXTS)])}" for k, s in enumerate(subjects)]
-        images = methods.generate(load_pipeline("world"), learned, templates, seed=args.seed, batch=len(templates))
+        images = methods.generate(load_pipeline("world-v2b"), learned, templates, seed=args.seed, batch=len(templates))
         keys = learned.extra["poses"]
         poses = [tensor_png(learned.tensors[f"pose.{keys[i % len(keys)]}"]) for i in range(len(images))]
         verdicts = judge_images(images)

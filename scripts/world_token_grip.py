@@ -25,7 +25,7 @@ def as_array(images) -> np.ndarray:
 def main(actions: list[str], names: list[str], demo_dir: str = "results/world-demo", steps: int = 25, guidance: float = 7.5):
     torch.set_num_threads(1)
     templates = [t for si, (_, phrase) in enumerate(world_subjects()) for t in subject_templates(phrase, 4, si)]
-    pipe = load_pipeline("world")
+    pipe = load_pipeline("world-v2b")
     free = [t.replace(" {}", "") for t in templates]
     generators = [torch.Generator().manual_seed(i) for i in range(len(free))]
     base = as_array(pipe(free, num_inference_steps=steps, guidance_scale=guidance, generator=generators, height=64, width=64).images)
@@ -33,7 +33,7 @@ def main(actions: list[str], names: list[str], demo_dir: str = "results/world-de
         row = []
         for name in names:
             learned = methods.LearnedAction.load(f"{demo_dir}/learned/{action}-{name}.safetensors")
-            images = methods.generate(load_pipeline("world"), learned, templates, seed=0, steps=steps, guidance=guidance,
+            images = methods.generate(load_pipeline("world-v2b"), learned, templates, seed=0, steps=steps, guidance=guidance,
                                       batch=len(templates))
             row.append(f"{name} {np.abs(as_array(images) - base).mean():.1f}")
         print(f"{action}: mean |difference| to the action-free prompt: " + ", ".join(row), flush=True)

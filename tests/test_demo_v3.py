@@ -86,3 +86,21 @@ def test_grid_frames_leaked_images_in_red_and_says_so():
     assert plain.size[1] == 14 + 64 and plain.getpixel((x0, y0 + 30)) == (0, 128, 0)
     none = grid({"m": ims}, 2, ["panda"], {"m": [False, False]})
     assert none.getpixel((x0, y0 + 30)) == (0, 128, 0)
+
+
+def test_world_versions_by_name_and_folder_and_the_judge_of_the_models_world():
+    from actionbench.models import WORLD_MODELS, world_version
+    from evaluate.config import RunConfig
+    from evaluate.judges import JudgeContext, make_judge
+
+    assert world_version("world-v2b") == "v2b" and world_version(str(WORLD_MODELS["world-v2b"])) == "v2b"
+    assert world_version("world-v3") == "v3" and world_version("sd21-base") is None and world_version(None) is None
+    assert world_version("world") in ("v2b", "v3")
+    assert RunConfig(model="world-v2b").judges == ["world"] and RunConfig(model="world-v2b").judge_options == {}
+    v3 = RunConfig(model="world-v3")
+    assert v3.judges == ["world"] and v3.judge_options == {"world": {"version": "v3"}}
+    assert RunConfig(model="sd21-base").judges == ["pose"]
+    judge = make_judge("world", JudgeContext({}, ("panda",), "cpu"), version="v3")
+    assert judge.version == "v3" and judge._net.has_context and judge._kind("a panda") == "panda"
+    with pytest.raises(ActionBenchError, match="version='v9'"):
+        make_judge("world", JudgeContext({}, ("panda",), "cpu"), version="v9")

@@ -55,7 +55,10 @@ def _train(args) -> int:
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
     cfg.init_partial = args.init_partial
-    out = train(cfg, resume=args.resume, export_dir=None if args.no_export else args.export,
+    from ..models import WORLD_MODEL_OF, WORLD_MODELS
+
+    export_dir = args.export or WORLD_MODELS[WORLD_MODEL_OF[cfg.world]]
+    out = train(cfg, resume=args.resume, export_dir=None if args.no_export else export_dir,
                 device=args.device, time_budget_s=args.time_budget, workers=args.workers)
     print(f"trained; pipeline exported to {out}" if out else "trained (not exported)")
     return 0
@@ -75,17 +78,25 @@ def _train_controlnet(args) -> int:
 
 
 def _export(args) -> int:
+    from ..models import WORLD_MODEL_OF, WORLD_MODELS
     from .train import export, pipeline_from_checkpoint
 
     pipe, step, cfg = pipeline_from_checkpoint(args.out)
-    print(f"exported step {step} to {export(pipe, None, args.export, step=step, cfg=cfg)}")
+    dest = args.export or WORLD_MODELS[WORLD_MODEL_OF[cfg.world]]
+    print(f"exported step {step} to {export(pipe, None, dest, step=step, cfg=cfg)}")
     return 0
 
 
 def _pack_checkpoint(args) -> int:
+    from ..models import WORLD_MODEL_OF, WORLD_MODELS
     from .checkpoint import describe, pack
 
-    info = describe(pack(args.run_dir, args.dest, args.model_dir))
+    model_dir = args.model_dir
+    if model_dir is None:  # the model of the run's world
+        world = json.loads((Path(args.run_dir) / "config.json").read_text()).get("world", "v2b") \
+            if (Path(args.run_dir) / "config.json").exists() else "v2b"
+        model_dir = WORLD_MODELS[WORLD_MODEL_OF[world]]
+    info = describe(pack(args.run_dir, args.dest, model_dir))
     print(f"packed step {info['step']} of {args.run_dir} into {args.dest} ({info['bytes'] / 2**20:.1f} MB)")
     return 0
 
@@ -119,13 +130,14 @@ def _train_judge(args) -> int:
 def _phenomena(args) -> int:
     import torch
 
-    from ..models import WORLD_MODEL_DIR, load_pipeline
+    from ..models import WORLD_MODEL_OF, WORLD_MODELS, load_pipeline
     from .phenomena import measure, write
     from .worlds import renderer
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    path = Path(args.fidelity) if args.fidelity else (WORLD_MODEL_DIR / "fidelity.json" if args.model == "world" else None)
+    args.model = args.model or WORLD_MODEL_OF[args.world]
+    path = Path(args.fidelity) if args.fidelity else (WORLD_MODELS[args.model] / "fidelity.json" if args.model in WORLD_MODELS else None)
     if path is None or not path.exists():
         print(f"no fidelity report at {path}: give --fidelity (made by actionbench world fidelity --model {args.model} --out FILE)")
         return 2
@@ -152,7 +164,9 @@ def _fidelity(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    rep = measure_fidelity(args.model, n=args.n, steps=args.steps, guidance=args.guidance, seed=args.seed, world=args.world)
+    from ..models import WORLD_MODEL_OF
+
+    rep = measure_fidelity(args.model or WORLD_MODEL_OF[args.world], n=args.n, steps=args.steps, guidance=args.guidance, seed=args.seed, world=args.world)
     if args.out:
         print(f"wrote {write_report(rep, args.out)}")
     else:
@@ -161,11 +175,11 @@ def _fidelity(args) -> int:
 
 
 def _model_grid(args) -> int:
-    from ..models import load_pipeline
+    from ..models import WORLD_MODEL_OF, load_pipeline
     from .fidelity import model_grid, unnamed_grid
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    pipe = load_pipeline(args.model)
+    pipe = load_pipeline(args.model or WORLD_MODEL_OF[args.world])
     model_grid(pipe, seed=args.seed, steps=args.steps, guidance=args.guidance, world=args.world).save(args.out)
     print(f"wrote {args.out}")
     if args.unnamed_out:
@@ -216,7 +230,8 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="scratch/world-train", help="checkpoints and logs")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    p.add_argument("--export", default=str(WORLD_MODEL_DIR), help="where the fp16 pipeline goes")
+    p.add_argument("--export", default=None,
+                   help="where the fp16 pipeline goes (default: the world's model folder, actionbench/world/model or model-v3)")
     p.add_argument("--no-export", action="store_true")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--vae-steps", type=int, default=None, help="autoencoder steps (default 1000)")
@@ -240,7 +255,7 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.set_defaults(func=_train)
 
     p = sub.add_parser("train-controlnet", help="train the world model's OpenPose ControlNet on (exact skeleton, render) pairs (resumable) and export it")
-    p.add_argument("--model", default="world", help="the frozen base pipeline (default world)")
+    p.add_argument("--model", default="world-v2b", help="the frozen base pipeline (default world-v2b, the v2b world model)")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="scratch/world-controlnet", help="data cache, checkpoints and logs")
@@ -260,13 +275,13 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export the latest checkpoint of a training folder (EMA weights)")
     p.add_argument("--out", default="scratch/world-train")
-    p.add_argument("--export", default=str(WORLD_MODEL_DIR))
+    p.add_argument("--export", default=None, help="where it goes (default: the run's world's model folder)")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("pack-checkpoint", help="pack a training folder's checkpoint small enough to commit (with the exported model)")
     p.add_argument("run_dir", help="the --out folder of `actionbench world train`")
     p.add_argument("dest", help="where the packed checkpoint goes (e.g. results/world-v2/checkpoint)")
-    p.add_argument("--model-dir", default=str(WORLD_MODEL_DIR), help="the model that run exported (default: the shipped world model)")
+    p.add_argument("--model-dir", default=None, help="the model that run exported (default: its world's model folder)")
     p.set_defaults(func=_pack_checkpoint)
 
     p = sub.add_parser("unpack-checkpoint", help="unpack a packed checkpoint into a new training folder, for --resume")
@@ -297,7 +312,7 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.set_defaults(func=_train_judge)
 
     p = sub.add_parser("fidelity", help="judge the model's images from text prompts of named (and unnamed) actions")
-    p.add_argument("--model", default="world")
+    p.add_argument("--model", default=None, help="the world model (default: --world's, world-v2b or world-v3)")
     p.add_argument("--n", type=int, default=4, help="images per subject x action")
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--guidance", type=float, default=7.5)
@@ -308,7 +323,7 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
                    help="whose prompts and judge (default v2b; v3: also scene and clothing accuracy)")
     p.set_defaults(func=_fidelity)
     p = sub.add_parser("phenomena", help="the task's difficulties measured on a world model (token width, text naming, figure's loss share)")
-    p.add_argument("--model", default="world")
+    p.add_argument("--model", default=None, help="the world model (default: --world's, world-v2b or world-v3)")
     p.add_argument("--fidelity", help="the model's fidelity report (default: the shipped model's fidelity.json)")
     p.add_argument("--name", default=None, help="the world's label in the report (default: --world)")
     p.add_argument("--world", default="v2b", choices=("v2b", "v3"), help="whose renders the figure's loss share uses (default v2b)")
@@ -321,7 +336,7 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.set_defaults(func=_phenomena)
 
     p = sub.add_parser("model-grid", help="subjects x named actions drawn by a model from text")
-    p.add_argument("--model", default="world")
+    p.add_argument("--model", default=None, help="the world model (default: --world's, world-v2b or world-v3)")
     p.add_argument("--out", default="docs/img/world_model_grid.png")
     p.add_argument("--unnamed-out", default=None, help="also a grid of action-free prompts ('a panda in a park')")
     p.add_argument("--seed", type=int, default=0)

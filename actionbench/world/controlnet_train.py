@@ -67,7 +67,7 @@ INFO = "actionworld_controlnet.json"
 @dataclass
 class ControlNetTrainConfig:
     out: str = "scratch/world-controlnet"
-    model: str = "world"  # the frozen base pipeline: "world" or a diffusers folder
+    model: str = "world-v2b"  # the frozen base pipeline: a world model name ("world-v2b": the v2b model) or a diffusers folder
     seed: int = 0
     steps: int = 3000
     batch: int = 32

@@ -26,19 +26,23 @@ class WorldJudge(Judge):
     sees = "ActionWorld renders: which of its subject kinds and which of its actions an image shows"
     blind_to = "anything outside the ActionWorld (real photos, SD images); subjects that are not ActionWorld kinds ('cannot tell')"
 
-    def __init__(self, context: JudgeContext, **options):
+    def __init__(self, context: JudgeContext, version: str = "v2b", **options):
+        """``version``: the world whose judge reads the images (``v2b``; ``v3``, set by the run
+        config for a v3 model)."""
         super().__init__(context, **options)
         self._module = _world_judge_module()
-        try:
-            self._net = self._module.load_judge()
-        except Exception as err:
-            raise ActionBenchError(f"the world judge's weights could not be loaded ({err}); train them with `actionbench world train-judge`") from None
-        try:
-            from actionbench.world import render
+        from actionbench.world.worlds import WORLDS, renderer
 
-            self._phrases = {render.subject_phrase(k).lower(): k for k in render.SUBJECTS}
-        except Exception:
-            self._phrases = {}
+        if version not in WORLDS:
+            raise ActionBenchError(f"world judge option version={version!r}: one of {', '.join(WORLDS)}")
+        self.version = version
+        try:
+            self._net = self._module.load_judge(self._module.default_judge_dir(version))
+        except Exception as err:
+            raise ActionBenchError(f"the world judge's weights could not be loaded ({err}); train them with "
+                                   f"`actionbench world train-judge --world {version}`") from None
+        world = renderer(version)
+        self._phrases = {world.subject_phrase(k).lower(): k for k in world.SUBJECTS}
 
     def _kind(self, subject: str) -> str | None:
         s = subject.lower().strip()
