@@ -103,7 +103,7 @@ def run(args) -> None:
                              f"{sweep_action} with --seeds 1,2, and its seed 0 with --experiment budget-extra")
     specs = [with_rate(s, chosen) for s in EXPERIMENTS[args.experiment]]
     actions = tuple(args.actions.split(","))
-    s = DemoSettings(actions=actions, methods=tuple(specs), n=8, images_seen=600,
+    s = DemoSettings(actions=actions, methods=tuple(specs), n=8, images_seen=600, world="v2b",  # the trial is on v2b
                      learn_seeds=tuple(int(x) for x in args.seeds.split(",")), device=args.device)
     out = results / "adi-trial" / "parts" / args.part
     report = run_demo(s, out, resume=True)
@@ -180,7 +180,8 @@ def trial_table(results: Path, n_boot: int = 2000) -> tuple[list[dict], dict]:
         run_keys = [(a, sd) for a in actions for sd in sorted(set(seeds[a]))]
         shares = [kept[k] for a, sd in run_keys if (k := run_name(a, m, sd)) in kept]
         secs = sum(v for k, v in report["seconds"].items() if k.count("/") == 2 and k.split("/")[1] == m)
-        _, config = demo_config(m, DemoSettings(**{k: report["settings"][k] for k in ("steps", "lr", "n", "images_seen")}))
+        _, config = demo_config(m, DemoSettings(**{k: report["settings"][k] for k in ("steps", "lr", "n", "images_seen")},
+                                                world="v2b"))
         low_high = bootstrap_ci(tot, cl, n_boot)
         row = {"experiment": experiment_of(m, chosen, budget), "method": m, "images_seen": config.steps * config.batch_size,
                "runs": len(run_keys), "action": 100 * sum(act) / len(act), "subject": 100 * sum(sub) / len(sub),

@@ -55,12 +55,18 @@ class DemoSettings:
     guidance: float = 7.5
     seed: int = 0  # sampling seed (the same image slots for every method: paired comparisons)
     learn_seeds: tuple[int, ...] = (0,)  # one learned identifier per seed
-    model: str = "world-v2b"
+    model: str | None = None  # None: the world's model (WORLD_MODELS)
     device: str = "cpu"
     # (ours) equal budget in exemplar images seen: each learner runs ceil(images_seen / its
     # batch_size) steps instead of ``steps`` (ADI's batch counts triples: one exemplar anchor each)
     images_seen: int | None = None
     world: str = "v2b"  # the ActionWorld version: its bench, evaluation prompts and judge (v3: context leakage too)
+
+    def __post_init__(self):
+        if self.world not in WORLD_MODELS:
+            raise ActionBenchError(f"unknown ActionWorld version {self.world!r}: one of {', '.join(WORLD_MODELS)}")
+        if self.model is None:
+            self.model = WORLD_MODELS[self.world]
 
 
 # settings that must match for ``--resume`` to add to an earlier report
@@ -639,7 +645,7 @@ def cmd_demo(args) -> None:
     s = DemoSettings(actions=actions, methods=tuple(methods_.split(",")), steps=args.steps, lr=args.lr,
                      n=args.n, sample_steps=args.sample_steps, seed=args.seed, device=args.device,
                      learn_seeds=_seeds(args.learn_seeds) if args.learn_seeds else (args.seed,), images_seen=args.images_seen or None,
-                     world=args.world, model=args.model or WORLD_MODELS[args.world])
+                     world=args.world, model=args.model)
     for spec in s.methods:  # fail before any learning on a bad method spec or option
         demo_config(spec, s)
     report = run_demo(s, Path(args.out), resume=args.resume)

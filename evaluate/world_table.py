@@ -109,7 +109,7 @@ def folders(args) -> tuple[Path, Path]:
 
 def _world_settings(args) -> dict:
     world = getattr(args, "world", "v2b")
-    return {"world": world, "model": WORLD_MODELS[world]}
+    return {"world": world}
 
 
 def sweep(args) -> dict:

@@ -176,7 +176,7 @@ def test_world_pipeline_picks_the_world_controlnet(world_like, monkeypatch, tmp_
     world = copy.deepcopy(pipe)
     with pytest.raises(ActionBenchError, match="token width 32"):  # not the world model: no default for width 32
         default_controlnet(pipe)
-    world.model_name = "world"
+    world.model_name = "world-v2b"
     assert default_controlnet(world) == "world"
     cfg = methods.get_method("controlnet").Config(detector="given")
     monkeypatch.setattr(models, "WORLD_CONTROLNET_DIR", tmp_path / "missing")

@@ -13,7 +13,7 @@ from actionbench.models import WORLD_MODEL_DIR, PipelineSpec, load_pipeline
 
 
 def test_world_model_loads_and_generates():
-    pipe = load_pipeline("world")
+    pipe = load_pipeline("world-v2b")
     n_cross = sum(1 for name, _ in pipe.unet.named_modules() if name.endswith("attn2"))
     assert n_cross == 16
     assert pipe.tokenizer.vocab_size == 49408 and type(pipe.scheduler).__name__ == "DDIMScheduler"
