@@ -72,10 +72,14 @@ def tensor_png(t: torch.Tensor) -> Image.Image:
 
 
 def default_controlnet(pipe) -> str:
-    from actionbench.models import is_world_pipeline
+    from actionbench.models import is_world_pipeline, pipeline_name, world_version
 
     if is_world_pipeline(pipe):
         return "world"
+    if world_version(str(pipeline_name(pipe))) not in (None, "v2b"):
+        raise ActionBenchError(f"no ControlNet for the {world_version(str(pipeline_name(pipe)))} world model yet (the world "
+                               "ControlNet was trained beside v2b's, whose text is 64 wide): use --model world-v2b, or give a "
+                               "ControlNet trained for this model as `controlnet: DIR` in the method's config")
     width = "sdxl" if is_sdxl(pipe) else pipe.text_encoder.get_input_embeddings().weight.shape[1]
     if width not in OPENPOSE_CONTROLNETS:
         raise ActionBenchError(f"no default OpenPose ControlNet for token width {width}; set `controlnet` in the config")

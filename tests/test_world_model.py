@@ -240,3 +240,26 @@ def test_training_from_a_partial_init_writes_init_json(tmp_path):
     train(cfg, export_dir=None)
     info = json.loads((tmp_path / "run" / "init.json").read_text())
     assert info["init_unet"] == str(src) and info["unet"]["copied"] > 0 and len(info["unet"]["fresh"]) == 32
+
+
+def test_the_committed_v2b_pack_names_the_v2b_model_whatever_world_points_at():
+    from safetensors import safe_open
+
+    from actionbench.models import WORLD_MODELS
+    from actionbench.world.checkpoint import LEGACY_NAMES, PACKED, file_hashes
+
+    with safe_open("results/world-v2b/checkpoint/" + PACKED, "pt") as f:
+        meta = f.metadata()
+    folder = WORLD_MODELS[LEGACY_NAMES.get(meta["model_dir"], meta["model_dir"])]
+    assert folder == WORLD_MODEL_DIR and file_hashes(folder) == json.loads(meta["weights_sha256"])
+
+
+def test_no_default_controlnet_for_a_v3_world_model():
+    from actionbench.models import build_pipeline
+    from actionbench.world.train import world_spec
+    from methods.controlnet import default_controlnet
+
+    pipe = build_pipeline(world_spec("v3"), seed=0)
+    pipe.model_name = "world-v3"
+    with pytest.raises(ActionBenchError, match="no ControlNet for the v3 world model"):
+        default_controlnet(pipe)

@@ -39,7 +39,7 @@ from safetensors.torch import load_file
 
 from ..errors import ActionBenchError
 from ..model_registry import sha256_file
-from ..models import WORLD_MODEL_DIR, WORLD_MODELS, build_pipeline
+from ..models import WORLD_MODEL_DIR, WORLD_MODEL_OF, WORLD_MODELS, build_pipeline, world_version
 from .train import (
     CKPT_NAME,
     TrainConfig,
@@ -52,6 +52,7 @@ from .train import (
 )
 
 PACKED = "optimizer.safetensors"
+LEGACY_NAMES = {"world": "world-v2b"}  # what packs made before v3 wrote for the shipped (v2b) model
 FORMAT = "actionworld-packed-v2"
 WEIGHT_FILES = ("unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors", "vae/diffusion_pytorch_model.safetensors")
 SPARSE_BELOW = 0.5  # a 2-D moment is stored row-sparse when fewer than this share of its rows are non-zero
@@ -112,9 +113,8 @@ def pack(run_dir: str | Path, dest: str | Path, model_dir: str | Path = WORLD_MO
                 v = v[rows]
         packed[f"v.{name}"], packed[f"range.{name}"] = quantize_log(v)
     dest.mkdir(parents=True, exist_ok=True)
-    # a shipped model by its registry name ("world": v2b, as the v2b pack recorded it; "world-v3"), else the path
-    names = [n for n, d in WORLD_MODELS.items() if n != "world-v2b" and model_dir.resolve() == Path(d).resolve()]
-    where = names[0] if names else str(model_dir)
+    version = world_version(str(model_dir))  # a shipped model by its version's name (world-v2b, world-v3), else the path
+    where = WORLD_MODEL_OF[version] if version else str(model_dir)
     meta = {"format": FORMAT, "step": str(step), "model_dir": where, "weights_sha256": json.dumps(file_hashes(model_dir))}
     _atomic_save(packed, dest / PACKED, metadata=meta)
     shutil.copy2(run_dir / "config.json", dest / "config.json")
@@ -132,7 +132,8 @@ def unpack(src: str | Path, run_dir: str | Path, model_dir: str | Path | None = 
         meta = dict(f.metadata())
     if meta.get("format") != FORMAT:
         raise ActionBenchError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
-    model_dir = Path(model_dir or WORLD_MODELS.get(meta["model_dir"], meta["model_dir"]))
+    named = LEGACY_NAMES.get(meta["model_dir"], meta["model_dir"])
+    model_dir = Path(model_dir or WORLD_MODELS.get(named, named))
     if file_hashes(model_dir) != json.loads(meta["weights_sha256"]):
         raise ActionBenchError(f"{model_dir} is not the model this checkpoint was packed with (its weight files' sha256 differ): "
                                f"check out the commit that holds both, or give --model-dir")
