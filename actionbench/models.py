@@ -26,10 +26,11 @@ from .model_registry import load_from_hub
 from .model_registry import pipeline_class_name as registry_pipeline_class
 
 DEFAULT_MODEL = "sd21-base"  # the paper's SD 2.1-base, through the registry
-WORLD_MODEL_DIR = Path(__file__).parent / "world" / "model"  # v2b: the shipped ActionWorld model
-WORLD_V3_MODEL_DIR = Path(__file__).parent / "world" / "model-v3"  # ActionWorld v3's (issue #23)
-# the ActionWorld models by --model name: ``world-v2b`` keeps the archived tables' model loadable by name
-WORLD_MODELS = {"world": WORLD_MODEL_DIR, "world-v2b": WORLD_MODEL_DIR, "world-v3": WORLD_V3_MODEL_DIR}
+WORLD_MODEL_DIR = Path(__file__).parent / "world" / "model"  # v2b's ActionWorld model (the archived tables')
+WORLD_V3_MODEL_DIR = Path(__file__).parent / "world" / "model-v3"  # ActionWorld v3's (issue #23): ``--model world``
+# the ActionWorld models by --model name: ``world`` is the newest world's (v3); ``world-v2b``
+# keeps the archived tables' model loadable by name
+WORLD_MODELS = {"world": WORLD_V3_MODEL_DIR, "world-v2b": WORLD_MODEL_DIR, "world-v3": WORLD_V3_MODEL_DIR}
 # each world version's model by its own name (what reports and defaults write, whatever ``world`` points at)
 WORLD_MODEL_OF = {"v2b": "world-v2b", "v3": "world-v3"}
 WORLD_CONTROLNET_DIR = Path(__file__).parent / "world" / "controlnet"  # `actionbench world train-controlnet`

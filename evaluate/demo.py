@@ -1,14 +1,17 @@
 """The demo: learn an action the world model cannot be asked for, and judge the results.
 
-``actionbench demo`` learns ``salute`` (the world model's training captions never name it,
-and of the unnamed actions it is the one the model draws least by itself, so only
-learning can score) from the World-ActionBench exemplars with ADI at the paper's masks,
-ADI without masks and P+, each at the rate chosen once in ``results/world-sweep`` and on
-an equal budget of 600 exemplar images; it generates every evaluation subject doing it
-beside the text prompt (the paper's "Stable Diffusion" row) and the world ControlNet on
-the exemplars' skeletons, writes a grid, and prints action / subject / total accuracy as
-read by the world judge, with paired tests against ADI. ``--actions all`` does the same
-for all 8 actions; ``python -m evaluate.world_table`` builds the full table on top of it.
+``actionbench demo`` learns ``salute`` on the ActionWorld v3 model (``--model world``: no
+caption of the world names any of the 8 benchmark actions, and each action's exemplars
+share a dominant scene and outfit) from the v3 World-ActionBench exemplars with ADI at the
+paper's masks, ADI without masks and P+, each at the rate chosen once in
+``results/world-sweep`` (on v2b; no v3 sweep yet) and on an equal budget of 600 exemplar
+images; it generates every evaluation subject doing it, in scenes and outfits other than
+the exemplars' dominant ones, beside the text prompt (the paper's "Stable Diffusion" row),
+writes a grid (leaked images framed in red), and prints action / subject / total accuracy
+and the context-leak rate as read by the v3 world judge, with paired tests against ADI.
+``--world v2b`` runs the archived v2b demo (with the world ControlNet on the exemplars'
+skeletons). ``--actions all`` does the same for all 8 actions; ``python -m
+evaluate.world_table`` builds the full table on top of it.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ class DemoSettings:
     # (ours) equal budget in exemplar images seen: each learner runs ceil(images_seen / its
     # batch_size) steps instead of ``steps`` (ADI's batch counts triples: one exemplar anchor each)
     images_seen: int | None = None
-    world: str = "v2b"  # the ActionWorld version: its bench, evaluation prompts and judge (v3: context leakage too)
+    world: str = "v3"  # the ActionWorld version: its bench, evaluation prompts and judge (v3: context leakage too)
 
     def __post_init__(self):
         if self.world not in WORLD_MODELS:
@@ -669,8 +672,9 @@ def add_parser(sub) -> None:
                    help=f"comma-separated methods, each NAME or NAME:KEY=VALUE:... for options such as ADI's ablations "
                         f"(adi:mask=none, adi:layerwise=false, adi:beta=0.4) (default {','.join(DEMO_METHODS)}; "
                         f"on v3 {','.join(DEMO_METHODS_V3)})")
-    p.add_argument("--world", default="v2b", choices=tuple(WORLD_MODELS),
-                   help="the ActionWorld version (default v2b; v3: textured contexts, no benchmark action named, context-leak column)")
+    p.add_argument("--world", default="v3", choices=tuple(WORLD_MODELS),
+                   help="the ActionWorld version (default v3: textured contexts, no benchmark action named, a context-leak "
+                        "column; v2b: the archived tables' world)")
     p.add_argument("--model", default=None, help="the base model (default: the world's: " +
                    ", ".join(f"{w} {m}" for w, m in WORLD_MODELS.items()) + ")")
     p.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"training steps of every learning method when --images-seen is 0 (default {DEMO_STEPS})")

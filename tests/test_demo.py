@@ -58,7 +58,7 @@ def test_demo_cli_threads_sets_torchs_thread_count_and_refuses_zero(tmp_path, ca
 
 
 def test_demo_runs_a_method_with_options_and_writes_its_report(tmp_path):
-    s = DemoSettings(actions=("handstand",), methods=("sd", "adi:mask=none"), steps=2, n=1, sample_steps=2)
+    s = DemoSettings(actions=("handstand",), methods=("sd", "adi:mask=none"), steps=2, n=1, sample_steps=2, world="v2b")
     report = run_demo(s, tmp_path)
     saved = json.loads((tmp_path / "demo.json").read_text())
     assert set(saved["results"]["handstand"]) == {"sd", "adi:mask=none"}
@@ -74,7 +74,7 @@ def test_demo_runs_a_method_with_options_and_writes_its_report(tmp_path):
 
 
 def test_learning_seeds_pool_into_paired_slots_and_the_compare_table(tmp_path):
-    s = DemoSettings(actions=("handstand",), methods=("sd", "adi"), steps=1, n=1, sample_steps=2, learn_seeds=(0, 1))
+    s = DemoSettings(actions=("handstand",), methods=("sd", "adi"), steps=1, n=1, sample_steps=2, learn_seeds=(0, 1), world="v2b")
     report = run_demo(s, tmp_path)
     adi, sd = report["results"]["handstand"]["adi"], report["results"]["handstand"]["sd"]
     assert adi["n"] == sd["n"] == 18 and adi["seeds"] == [0] * 9 + [1] * 9 and len(adi["hits"]) == 18
@@ -118,7 +118,7 @@ def test_equal_budget_gives_each_learner_the_same_exemplar_images():
 def test_resume_skips_runs_already_in_the_report_and_refuses_other_settings(tmp_path, monkeypatch):
     import evaluate.demo as demo
 
-    s = DemoSettings(actions=("handstand",), methods=("sd",), steps=1, n=1, sample_steps=2)
+    s = DemoSettings(actions=("handstand",), methods=("sd",), steps=1, n=1, sample_steps=2, world="v2b")
     first = run_demo(s, tmp_path)
     assert len(list((tmp_path / "images" / "handstand" / "sd" / "seed0").glob("*.png"))) == 9
 
@@ -130,7 +130,7 @@ def test_resume_skips_runs_already_in_the_report_and_refuses_other_settings(tmp_
     assert again["results"] == first["results"]
     assert (tmp_path / "handstand_grid.png").exists()  # drawn from the saved images
     with pytest.raises(ActionBenchError, match="sample_steps: 2 there, 3 now"):
-        run_demo(DemoSettings(actions=("handstand",), methods=("sd",), steps=1, n=1, sample_steps=3), tmp_path, resume=True)
+        run_demo(DemoSettings(actions=("handstand",), methods=("sd",), steps=1, n=1, sample_steps=3, world="v2b"), tmp_path, resume=True)
 
 
 def _record(seed, hits, leak=0):

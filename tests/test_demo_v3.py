@@ -69,7 +69,9 @@ def test_a_missing_v3_model_says_how_to_make_it(monkeypatch, tmp_path):
     monkeypatch.setitem(M.WORLD_MODELS, "world-v3", tmp_path / "none")
     with pytest.raises(ActionBenchError, match="world train --world v3"):
         M.resolve_model("world-v3")
-    assert M.resolve_model("world-v2b") == M.resolve_model("world") == str(M.WORLD_MODEL_DIR)
+    assert M.resolve_model("world-v2b") == str(M.WORLD_MODEL_DIR)
+    monkeypatch.undo()
+    assert M.resolve_model("world") == M.resolve_model("world-v3") == str(M.WORLD_V3_MODEL_DIR)
 
 
 def test_grid_frames_leaked_images_in_red_and_says_so():
@@ -95,7 +97,7 @@ def test_world_versions_by_name_and_folder_and_the_judge_of_the_models_world():
 
     assert world_version("world-v2b") == "v2b" and world_version(str(WORLD_MODELS["world-v2b"])) == "v2b"
     assert world_version("world-v3") == "v3" and world_version("sd21-base") is None and world_version(None) is None
-    assert world_version("world") in ("v2b", "v3")
+    assert world_version("world") == "v3"
     assert RunConfig(model="world-v2b").judges == ["world"] and RunConfig(model="world-v2b").judge_options == {}
     v3 = RunConfig(model="world-v3")
     assert v3.judges == ["world"] and v3.judge_options == {"world": {"version": "v3"}}

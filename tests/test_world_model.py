@@ -24,6 +24,22 @@ def test_world_model_loads_and_generates():
     assert size < 30 * 2**20
 
 
+def test_world_is_the_v3_model_and_draws():
+    """``--model world`` is ActionWorld v3's: 1,024-wide text on the trimmed world tokenizer, 24 tokens."""
+    from actionbench.models import WORLD_V3_MODEL_DIR, world_version
+
+    pipe = load_pipeline("world")
+    assert world_version("world") == "v3" and pipe.text_encoder.config.hidden_size == 1024
+    assert len(pipe.tokenizer) == 876 and pipe.tokenizer.model_max_length == 24
+    assert sum(1 for name, _ in pipe.unet.named_modules() if name.endswith("attn2")) == 16
+    g = torch.Generator().manual_seed(0)
+    im = pipe("a panda waves in a red striped shirt in a park", num_inference_steps=4, guidance_scale=7.5, generator=g,
+              height=64, width=64).images[0]
+    assert im.size == (64, 64)
+    info = json.loads((WORLD_V3_MODEL_DIR / "actionworld.json").read_text())
+    assert info["train_config"]["world"] == "v3" and info["step"] > 0
+
+
 def test_training_is_resumable_and_reproducible(tmp_path):
     from actionbench.world.train import train
 
