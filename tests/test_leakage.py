@@ -74,3 +74,22 @@ def test_main_refills_the_docs_leakage_section_from_the_run_images(tmp_path):
     n_animals = str(len(R.ANIMALS))
     assert f"| {n_animals} | - | - |" in text and "| sd | " in text
     assert json.loads((tmp_path / "leakage.json").read_text())["sit"]["sd"]["0"] == pytest.approx([0.0] * len(R.ANIMALS), abs=0.5)
+
+
+def test_a_v3_report_is_read_by_the_v3_judge_and_v3_subjects(tmp_path, monkeypatch):
+    import actionbench.world.judge as J
+    from actionbench.world import render_v3 as V
+    from evaluate.leakage import measure
+
+    folder = tmp_path / "images" / "salute" / "sd" / "seed0"
+    folder.mkdir(parents=True)
+    for i, s in enumerate(V.SUBJECTS):
+        V.render(s, "salute", "striped/park", i).save(folder / f"{i:03d}.png")
+    used = []
+    real = J.load_judge
+    monkeypatch.setattr(J, "load_judge", lambda path=None: used.append(path) or real(path))
+    report = {"settings": {"n": 1, "world": "v3"}, "results": {"salute": {"sd": {}}}}
+    masses = measure(tmp_path, report)["salute"]["sd"]["0"]
+    assert used == [J.JUDGE_V3_DIR] and len(masses) == len(V.ANIMALS) and max(masses) < 0.1
+    measure(tmp_path, {"settings": {"n": 1}, "results": {"salute": {"sd": {}}}})  # a report from before v3: v2b's judge
+    assert used[-1] == J.JUDGE_DIR
