@@ -33,7 +33,11 @@ WORLD_V3_MODEL_DIR = Path(__file__).parent / "world" / "model-v3"  # ActionWorld
 WORLD_MODELS = {"world": WORLD_V3_MODEL_DIR, "world-v2b": WORLD_MODEL_DIR, "world-v3": WORLD_V3_MODEL_DIR}
 # each world version's model by its own name (what reports and defaults write, whatever ``world`` points at)
 WORLD_MODEL_OF = {"v2b": "world-v2b", "v3": "world-v3"}
-WORLD_CONTROLNET_DIR = Path(__file__).parent / "world" / "controlnet"  # `actionbench world train-controlnet`
+WORLD_CONTROLNET_DIR = Path(__file__).parent / "world" / "controlnet"  # `actionbench world train-controlnet` (v2b's)
+WORLD_V3_CONTROLNET_DIR = Path(__file__).parent / "world" / "controlnet-v3"  # `... train-controlnet --world v3`
+# the world ControlNets by name ("world": v2b's, as learned files of the archived tables record it) and by world
+WORLD_CONTROLNETS = {"world": WORLD_CONTROLNET_DIR, "world-v3": WORLD_V3_CONTROLNET_DIR}
+WORLD_CONTROLNET_OF = {"v2b": "world", "v3": "world-v3"}
 # The world's trimmed CLIP tokenizer (`python -m actionbench.world.vocab`), for PipelineSpec(text_vocab="world").
 WORLD_VOCAB_DIR = Path(__file__).parent / "world" / "tokenizer"
 
@@ -251,13 +255,13 @@ def is_world_pipeline(pipe) -> bool:
 
 
 def resolve_controlnet(name: str) -> str:
-    """``world`` -> the packaged ActionWorld OpenPose ControlNet folder; anything else unchanged."""
-    if name == "world":
-        if not (WORLD_CONTROLNET_DIR / "config.json").exists():
-            raise ActionBenchError(
-                f"the ActionWorld ControlNet is missing from {WORLD_CONTROLNET_DIR}: train it with `actionbench world train-controlnet`"
-            )
-        return str(WORLD_CONTROLNET_DIR)
+    """``world`` (v2b's) / ``world-v3`` -> the packaged ActionWorld OpenPose ControlNet folder; anything else unchanged."""
+    if name in WORLD_CONTROLNETS:
+        folder = WORLD_CONTROLNET_DIR if name == "world" else WORLD_CONTROLNETS[name]  # (the module attribute: tests move it)
+        if not (folder / "config.json").exists():
+            how = "actionbench world train-controlnet" + ("" if name == "world" else " --world v3")
+            raise ActionBenchError(f"the ActionWorld ControlNet {name!r} is missing from {folder}: train it with `{how}`")
+        return str(folder)
     return name
 
 

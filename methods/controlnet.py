@@ -72,14 +72,13 @@ def tensor_png(t: torch.Tensor) -> Image.Image:
 
 
 def default_controlnet(pipe) -> str:
-    from actionbench.models import is_world_pipeline, pipeline_name, world_version
+    from actionbench.models import WORLD_CONTROLNET_OF, is_world_pipeline, pipeline_name, world_version
 
     if is_world_pipeline(pipe):
         return "world"
-    if world_version(str(pipeline_name(pipe))) not in (None, "v2b"):
-        raise ActionBenchError(f"no ControlNet for the {world_version(str(pipeline_name(pipe)))} world model yet (the world "
-                               "ControlNet was trained beside v2b's, whose text is 64 wide): use --model world-v2b, or give a "
-                               "ControlNet trained for this model as `controlnet: DIR` in the method's config")
+    version = world_version(str(pipeline_name(pipe)))
+    if version not in (None, "v2b"):
+        return WORLD_CONTROLNET_OF[version]  # its world's ControlNet (a clear error at setup if it is not trained yet)
     width = "sdxl" if is_sdxl(pipe) else pipe.text_encoder.get_input_embeddings().weight.shape[1]
     if width not in OPENPOSE_CONTROLNETS:
         raise ActionBenchError(f"no default OpenPose ControlNet for token width {width}; set `controlnet` in the config")
@@ -169,7 +168,9 @@ class ControlNetPose(Method):
 
         cfg = self.config
         self.controlnet = cfg.controlnet or default_controlnet(self.pipe)
-        if self.controlnet == "world":
+        from actionbench.models import WORLD_CONTROLNETS
+
+        if self.controlnet in WORLD_CONTROLNETS:
             check_world_controlnet(self.pipe, resolve_controlnet(self.controlnet))  # missing: say how to train it, before any work
         size = cfg.pose_resolution or self.resolution
         exemplars = self.action_set.exemplars

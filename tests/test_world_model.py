@@ -270,12 +270,34 @@ def test_the_committed_v2b_pack_names_the_v2b_model_whatever_world_points_at():
     assert folder == WORLD_MODEL_DIR and file_hashes(folder) == json.loads(meta["weights_sha256"])
 
 
-def test_no_default_controlnet_for_a_v3_world_model():
-    from actionbench.models import build_pipeline
+def test_a_v3_world_model_gets_the_v3_controlnet_or_says_how_to_train_it(monkeypatch, tmp_path):
+    import actionbench.models as M
+    from actionbench.models import build_pipeline, resolve_controlnet
     from actionbench.world.train import world_spec
     from methods.controlnet import default_controlnet
 
     pipe = build_pipeline(world_spec("v3"), seed=0)
-    pipe.model_name = "world-v3"
-    with pytest.raises(ActionBenchError, match="no ControlNet for the v3 world model"):
-        default_controlnet(pipe)
+    pipe.model_name = "world"
+    assert default_controlnet(pipe) == "world-v3"
+    pipe.model_name = "world-v2b"
+    assert default_controlnet(pipe) == "world"  # v2b's, as the archived learned files name it
+    monkeypatch.setitem(M.WORLD_CONTROLNETS, "world-v3", tmp_path / "none")
+    with pytest.raises(ActionBenchError, match="train-controlnet --world v3"):
+        resolve_controlnet("world-v3")
+
+
+def test_v3_controlnet_data_are_v3_renders_with_their_exact_skeletons():
+    from actionbench.world import render_v3 as V
+    from actionbench.world.benchmark import write_benchmark  # noqa: F401  (the bench's poses use the same keypoints)
+    from actionbench.world.controlnet_train import ControlNetTrainConfig, _pair_chunk
+    from actionbench.world.skeleton import placement_keypoints, render_keypoints, render_skeleton
+
+    cfg = ControlNetTrainConfig(world="v3")
+    assert cfg.model == "world-v3" and ControlNetTrainConfig().model == "world-v2b"
+    with pytest.raises(ValueError, match="v9"):
+        ControlNetTrainConfig(world="v9")
+    images, skeletons, items = _pair_chunk((0, 0, 3, 64, "v3"))
+    s, a, c, sd = items[0]
+    assert V.split_context(c) and images[0].tobytes() == np.asarray(V.render(s, a, c, sd)).tobytes()
+    assert skeletons[0].tobytes() == np.asarray(render_skeleton(s, a, c, sd, 64, V)).tobytes()
+    assert render_keypoints(s, a, c, sd, 64, V) == placement_keypoints(V.placement(s, a, c, sd, 64))

@@ -65,13 +65,16 @@ def _train(args) -> int:
 
 
 def _train_controlnet(args) -> int:
+    from ..models import WORLD_CONTROLNET_OF, WORLD_CONTROLNETS
     from .controlnet_train import ControlNetTrainConfig, train_controlnet
 
-    cfg = ControlNetTrainConfig(out=args.out, model=args.model, seed=args.seed, steps=args.steps, threads=args.threads)
+    cfg = ControlNetTrainConfig(out=args.out, model=args.model, seed=args.seed, steps=args.steps, threads=args.threads,
+                                world=args.world)
     for name in ("n_data", "batch", "lr", "ema", "cond_channels"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
-    out = train_controlnet(cfg, resume=args.resume, export_dir=None if args.no_export else args.export,
+    export_dir = args.export or WORLD_CONTROLNETS[WORLD_CONTROLNET_OF[cfg.world]]
+    out = train_controlnet(cfg, resume=args.resume, export_dir=None if args.no_export else export_dir,
                            device=args.device, time_budget_s=args.time_budget, workers=args.workers)
     print(f"trained; ControlNet exported to {out}" if out else "trained (not exported)")
     return 0
@@ -197,7 +200,7 @@ def _curve(args) -> int:
 
 def add_world_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``world`` and its subcommands on an argparse ``subparsers`` object."""
-    from ..models import WORLD_CONTROLNET_DIR, WORLD_MODEL_DIR
+    from ..models import WORLD_MODEL_DIR
     from .benchmark import BENCH_DIR
     from .judge import JUDGE_DIR
 
@@ -255,12 +258,14 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.set_defaults(func=_train)
 
     p = sub.add_parser("train-controlnet", help="train the world model's OpenPose ControlNet on (exact skeleton, render) pairs (resumable) and export it")
-    p.add_argument("--model", default="world-v2b", help="the frozen base pipeline (default world-v2b, the v2b world model)")
+    p.add_argument("--model", default=None, help="the frozen base pipeline (default: --world's model, world-v2b or world-v3)")
+    p.add_argument("--world", default="v2b", choices=("v2b", "v3"), help="whose renders and skeletons (default v2b)")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="scratch/world-controlnet", help="data cache, checkpoints and logs")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out (reached --steps: export only)")
-    p.add_argument("--export", default=str(WORLD_CONTROLNET_DIR), help="where the fp16 ControlNet goes")
+    p.add_argument("--export", default=None,
+                   help="where the fp16 ControlNet goes (default: actionbench/world/controlnet, v3: controlnet-v3)")
     p.add_argument("--no-export", action="store_true")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--n-data", type=int, default=None, help="(skeleton, render) pairs made once (default 16000)")

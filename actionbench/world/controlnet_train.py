@@ -42,7 +42,6 @@ import torch
 from safetensors.torch import load_file
 
 from ..models import WORLD_CONTROLNET_DIR, load_pipeline
-from . import render as R
 from .skeleton import render_skeleton
 from .train import (
     _as_uint8,
@@ -57,6 +56,7 @@ from .train import (
     start_run,
     tokenize,
 )
+from .worlds import renderer
 
 CKPT = "controlnet.ckpt.safetensors"
 DATA = "controlnet_data.safetensors"
@@ -67,7 +67,7 @@ INFO = "actionworld_controlnet.json"
 @dataclass
 class ControlNetTrainConfig:
     out: str = "scratch/world-controlnet"
-    model: str = "world-v2b"  # the frozen base pipeline: a world model name ("world-v2b": the v2b model) or a diffusers folder
+    model: str | None = None  # the frozen base pipeline: a world model name or a diffusers folder; None: the world's model
     seed: int = 0
     steps: int = 3000
     batch: int = 32
@@ -80,6 +80,15 @@ class ControlNetTrainConfig:
     n_data: int = 16000
     cond_channels: list[int] | None = None  # conditioning embedding widths; None: (16, 32, 64, ...) per VAE level
     threads: int = 2
+    world: str = "v2b"  # whose renders, skeletons and captions it trains on ("v3": beside --model world-v3)
+
+    def __post_init__(self):
+        from ..models import WORLD_MODEL_OF
+
+        if self.world not in WORLD_MODEL_OF:
+            raise ValueError(f"unknown ActionWorld version {self.world!r}: one of {', '.join(WORLD_MODEL_OF)}")
+        if self.model is None:
+            self.model = WORLD_MODEL_OF[self.world]
 
 
 def cond_channels(pipe, cfg: ControlNetTrainConfig) -> tuple[int, ...]:
@@ -101,11 +110,11 @@ def make_controlnet(pipe, cfg: ControlNetTrainConfig):
 
 
 # --------------------------------------------------------------------------- data
-def _pair_chunk(job: tuple[int, int, int, int]):
+def _pair_chunk(job: tuple[int, int, int, int, str]):
     """Renders and their skeletons of one chunk, seeded by (seed, chunk) alone."""
-    seed, chunk, n, size = job
-    images, items = random_renders(n, np.random.default_rng([seed, 7, chunk]), size)
-    skeletons = [render_skeleton(s, a, c, sd, size) for s, a, c, sd in items]
+    seed, chunk, n, size, world = job
+    images, items = random_renders(n, np.random.default_rng([seed, 7, chunk]), size, world=world)
+    skeletons = [render_skeleton(s, a, c, sd, size, renderer(world)) for s, a, c, sd in items]
     return _as_uint8(images), _as_uint8(skeletons), items
 
 
@@ -119,7 +128,8 @@ def build_pairs(pipe, cfg: ControlNetTrainConfig, out: Path, workers: int = 1):
     vae = pipe.vae.eval()
     device = _model_device(vae)
     size = int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
-    jobs = [(cfg.seed, c, min(256, cfg.n_data - i), size) for c, i in enumerate(range(0, cfg.n_data, 256))]
+    jobs = [(cfg.seed, c, min(256, cfg.n_data - i), size, cfg.world) for c, i in enumerate(range(0, cfg.n_data, 256))]
+    caption = renderer(cfg.world).caption
     if workers > 1:
         import multiprocessing as mp
 
@@ -133,7 +143,7 @@ def build_pairs(pipe, cfg: ControlNetTrainConfig, out: Path, workers: int = 1):
             x = _uint8_to_tensor(images).to(device, vae.dtype)
             lats.append(vae.encode(x).latent_dist.mean.float().cpu() * vae.config.scaling_factor)
             skels.append(torch.from_numpy(skeletons))
-            caps += [R.caption(s, a, c) for s, a, c, _ in items]
+            caps += [caption(s, a, c) for s, a, c, _ in items]
             labels += [[s, a, c, sd] for s, a, c, sd in items]
     finally:
         if pool is not None:

@@ -36,9 +36,10 @@ NOSE, EYE, EAR = (0.0, 0.3), (0.35, -0.05), (1.0, 0.0)
 Keypoint = tuple[float, float] | None
 
 
-def render_keypoints(subject: str, action: str, context: str, seed: int = 0, size: int = 64) -> list[Keypoint]:
-    """The 18 COCO-18 keypoints of the render, (x, y) in [0, 1] (None: outside the image)."""
-    return placement_keypoints(R.placement(subject, action, context, seed, size))
+def render_keypoints(subject: str, action: str, context: str, seed: int = 0, size: int = 64, world=R) -> list[Keypoint]:
+    """The 18 COCO-18 keypoints of the render, (x, y) in [0, 1] (None: outside the image);
+    ``world`` the renderer module (v2b's :mod:`.render` or :mod:`.render_v3`)."""
+    return placement_keypoints(world.placement(subject, action, context, seed, size))
 
 
 def placement_keypoints(place: R.Placement) -> list[Keypoint]:
@@ -66,11 +67,11 @@ def placement_keypoints(place: R.Placement) -> list[Keypoint]:
     return [(x, y) if 0.0 <= x <= 1.0 and 0.0 <= y <= 1.0 else None for x, y in points]
 
 
-def render_skeleton(subject: str, action: str, context: str, seed: int = 0, size: int = 64) -> Image.Image:
+def render_skeleton(subject: str, action: str, context: str, seed: int = 0, size: int = 64, world=R) -> Image.Image:
     """The render's OpenPose skeleton on a black ``size`` square (what the world ControlNet reads)."""
     from ..pose_drawing import skeleton_image
 
-    return skeleton_image(render_keypoints(subject, action, context, seed, size), size)
+    return skeleton_image(render_keypoints(subject, action, context, seed, size, world), size)
 
 
 def keypoints_json(keypoints: list[Keypoint], digits: int = 4) -> list:
