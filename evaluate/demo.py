@@ -4,7 +4,7 @@
 caption of the world names any of the 8 benchmark actions, and each action's exemplars
 share a dominant scene and outfit) from the v3 World-ActionBench exemplars with ADI at the
 paper's masks, ADI without masks and P+, each at the rate chosen once in
-``results/world-sweep`` (on v2b; no v3 sweep yet) and on an equal budget of 600 exemplar
+``results/world-v3-sweep`` (on salute) and on an equal budget of 600 exemplar
 images; it generates every evaluation subject doing it, in scenes and outfits other than
 the exemplars' dominant ones, beside the text prompt (the paper's "Stable Diffusion" row),
 writes a grid (leaked images framed in red), and prints action / subject / total accuracy
@@ -39,9 +39,9 @@ DEMO_LR = 5e-3
 # (ours) The class prompt of prior preservation on the world model: its exemplars are
 # human-like characters, and "a photo of a person" uses words it never saw.
 WORLD_CLASS_PROMPT = "a man in a park"
-# v3: the world ControlNet was trained on the v2b model (64-wide text): no v3 one yet, so the
-# v3 demo leaves it out; the rates are v2b's sweep's (no v3 sweep has run).
-DEMO_METHODS_V3 = ("sd", "pplus:lr=0.005", "adi:lr=0.02", "adi:mask=none:lr=0.02")
+# v3: the rates the v3 sweep chose on salute (results/world-v3-sweep/chosen_lr.json; ADI's
+# ablation takes ADI's rate); no ControlNet row until a v3 ControlNet is committed.
+DEMO_METHODS_V3 = ("sd", "pplus:lr=0.02", "adi:lr=0.001", "adi:mask=none:lr=0.001")
 # the model each world's demo runs on by default
 WORLD_MODELS = {"v2b": "world-v2b", "v3": "world-v3"}
 CLASS_PROMPTS = {"v2b": WORLD_CLASS_PROMPT, "v3": "a man in a white shirt in a park"}

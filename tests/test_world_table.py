@@ -89,6 +89,18 @@ def test_the_demo_runs_its_learners_at_the_rates_the_sweep_chose():
         demo_config(spec, s)
 
 
+def test_the_v3_demo_runs_its_learners_at_the_rates_the_v3_sweep_chose():
+    import json
+    from pathlib import Path
+
+    from evaluate.demo import DEMO_IMAGES_SEEN, DEMO_METHODS_V3, parse_method_spec
+
+    chosen = json.loads((Path(__file__).parents[1] / "results/world-v3-sweep/chosen_lr.json").read_text())
+    assert chosen["images_seen"] == DEMO_IMAGES_SEEN and chosen["action"] == "salute"
+    learners = [parse_method_spec(spec) for spec in DEMO_METHODS_V3 if spec != "sd"]
+    assert learners and all(opts["lr"] == chosen["lr"][name] for name, opts in learners)  # adi:mask=none takes ADI's
+
+
 def test_docs_section_adds_the_unnamed_actions_only_table_when_both_kinds_ran():
     from evaluate.world_table import docs_section
 
