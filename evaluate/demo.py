@@ -40,7 +40,7 @@ DEMO_LR = 5e-3
 # human-like characters, and "a photo of a person" uses words it never saw.
 WORLD_CLASS_PROMPT = "a man in a park"
 # v3: the rates the v3 sweep chose on salute (results/world-v3-sweep/chosen_lr.json; ADI's
-# ablation takes ADI's rate); no ControlNet row until a v3 ControlNet is committed.
+# ablation takes ADI's rate); the demo keeps its four columns (the table has the ControlNet row).
 DEMO_METHODS_V3 = ("sd", "pplus:lr=0.02", "adi:lr=0.001", "adi:mask=none:lr=0.001")
 # the model each world's demo runs on by default
 WORLD_MODELS = {"v2b": "world-v2b", "v3": "world-v3"}

@@ -56,8 +56,8 @@ SWEEP = {
     "custom-diffusion": (1e-5, 1e-4, 1e-3),
 }
 FIXED = ("sd", "controlnet")  # nothing learned: no rate to choose
-# v3: the world ControlNet is v2b's (64-wide text); until a v3 one is trained it is left out
-FIXED_BY_WORLD = {"v2b": FIXED, "v3": ("sd",)}
+# v3: the v3 pipeline's default ControlNet is world-v3 (actionbench/world/controlnet-v3)
+FIXED_BY_WORLD = {"v2b": FIXED, "v3": FIXED}
 # the paper's ablations of ADI, then (ours) beta 0.2: the lever the mask measurements point
 # to on the world's 64-channel tokens (docs/actionworld.md, "ADI does not learn ... and why")
 ADI_ABLATIONS = ("adi:mask=none", "adi:layerwise=false", "adi:mask=union", "adi:mask=context-only", "adi:mask=action-only",
