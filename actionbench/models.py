@@ -33,6 +33,11 @@ WORLD_V3_MODEL_DIR = Path(__file__).parent / "world" / "model-v3"  # ActionWorld
 WORLD_MODELS = {"world": WORLD_V3_MODEL_DIR, "world-v2b": WORLD_MODEL_DIR, "world-v3": WORLD_V3_MODEL_DIR}
 # each world version's model by its own name (what reports and defaults write, whatever ``world`` points at)
 WORLD_MODEL_OF = {"v2b": "world-v2b", "v3": "world-v3"}
+
+
+def world_model_dir(version: str) -> Path:
+    """The folder of world ``version``'s model (``v2b``: actionbench/world/model, ``v3``: model-v3)."""
+    return WORLD_MODELS[WORLD_MODEL_OF[version]]
 WORLD_CONTROLNET_DIR = Path(__file__).parent / "world" / "controlnet"  # `actionbench world train-controlnet` (v2b's)
 WORLD_V3_CONTROLNET_DIR = Path(__file__).parent / "world" / "controlnet-v3"  # `... train-controlnet --world v3`
 # the world ControlNets by name ("world": v2b's, as learned files of the archived tables record it) and by world

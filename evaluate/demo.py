@@ -26,6 +26,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from actionbench.errors import ActionBenchError
+from actionbench.models import WORLD_MODEL_OF
 from actionbench.world.worlds import BENCH_DIRS, renderer
 
 # the rates are those the sweep chose (results/world-sweep/chosen_lr.json), written as the table writes them
@@ -42,8 +43,8 @@ WORLD_CLASS_PROMPT = "a man in a park"
 # v3: the rates the v3 sweep chose on salute (results/world-v3-sweep/chosen_lr.json; ADI's
 # ablation takes ADI's rate); the demo keeps its four columns (the table has the ControlNet row).
 DEMO_METHODS_V3 = ("sd", "pplus:lr=0.02", "adi:lr=0.001", "adi:mask=none:lr=0.001")
-# the model each world's demo runs on by default
-WORLD_MODELS = {"v2b": "world-v2b", "v3": "world-v3"}
+# the model each world's demo runs on by default: each version's own name
+WORLD_MODELS = WORLD_MODEL_OF
 CLASS_PROMPTS = {"v2b": WORLD_CLASS_PROMPT, "v3": "a man in a white shirt in a park"}
 
 
@@ -131,8 +132,9 @@ def judge_learned(pipe, learned, world_action: str, s: DemoSettings, action: str
     W = renderer(s.world)  # noqa: N806
     rows, templates, contexts = [], [], []
     for si, (kind, phrase) in enumerate(world_subjects(s.world)):
-        templates += subject_templates(phrase, s.n, si, s.world, action)
-        contexts += subject_contexts(s.n, si, s.world, action)
+        ctx = subject_contexts(s.n, si, s.world, action)
+        templates += [f"{phrase} {{}} {W.context_phrase(c)}" for c in ctx]  # as subject_templates writes them
+        contexts += ctx
         rows += [kind] * s.n
     images = methods.generate(pipe, learned, templates, seed=s.seed, steps=s.sample_steps, guidance=s.guidance, batch=len(templates))
     readings = read_images(images, load_judge(default_judge_dir(s.world)))

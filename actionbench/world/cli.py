@@ -55,9 +55,9 @@ def _train(args) -> int:
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
     cfg.init_partial = args.init_partial
-    from ..models import WORLD_MODEL_OF, WORLD_MODELS
+    from ..models import world_model_dir
 
-    export_dir = args.export or WORLD_MODELS[WORLD_MODEL_OF[cfg.world]]
+    export_dir = args.export or world_model_dir(cfg.world)
     out = train(cfg, resume=args.resume, export_dir=None if args.no_export else export_dir,
                 device=args.device, time_budget_s=args.time_budget, workers=args.workers)
     print(f"trained; pipeline exported to {out}" if out else "trained (not exported)")
@@ -81,24 +81,24 @@ def _train_controlnet(args) -> int:
 
 
 def _export(args) -> int:
-    from ..models import WORLD_MODEL_OF, WORLD_MODELS
+    from ..models import world_model_dir
     from .train import export, pipeline_from_checkpoint
 
     pipe, step, cfg = pipeline_from_checkpoint(args.out)
-    dest = args.export or WORLD_MODELS[WORLD_MODEL_OF[cfg.world]]
+    dest = args.export or world_model_dir(cfg.world)
     print(f"exported step {step} to {export(pipe, None, dest, step=step, cfg=cfg)}")
     return 0
 
 
 def _pack_checkpoint(args) -> int:
-    from ..models import WORLD_MODEL_OF, WORLD_MODELS
+    from ..models import world_model_dir
     from .checkpoint import describe, pack
 
     model_dir = args.model_dir
     if model_dir is None:  # the model of the run's world
         world = json.loads((Path(args.run_dir) / "config.json").read_text()).get("world", "v2b") \
             if (Path(args.run_dir) / "config.json").exists() else "v2b"
-        model_dir = WORLD_MODELS[WORLD_MODEL_OF[world]]
+        model_dir = world_model_dir(world)
     info = describe(pack(args.run_dir, args.dest, model_dir))
     print(f"packed step {info['step']} of {args.run_dir} into {args.dest} ({info['bytes'] / 2**20:.1f} MB)")
     return 0

@@ -37,10 +37,9 @@ def generate(pipe, prompts: list[str], seed: int = 0, steps: int = 25, guidance:
     return out
 
 
-def _contexts(world: str, n: int) -> list[str]:
-    """``n`` prompt contexts: v2b's cycle by row (as the archived reports), v3's through all 48."""
-    W = renderer(world)  # noqa: N806
-    return W.evaluation_contexts(None, n) if world == "v3" else [W.CONTEXTS[i % len(W.CONTEXTS)] for i in range(n)]
+def _v3_contexts(n: int) -> list[str]:
+    """``n`` v3 prompt contexts through all 48 (v2b's prompts keep their archived per-row cycle)."""
+    return renderer("v3").evaluation_contexts(None, n)
 
 
 def fidelity_prompts(actions: list[str], n: int = 4, subjects: list[str] | None = None,
@@ -49,7 +48,7 @@ def fidelity_prompts(actions: list[str], n: int = 4, subjects: list[str] | None 
     the context asked for (``OUTFIT/SCENE``)."""
     W = renderer(world)  # noqa: N806
     subjects = subjects or W.SUBJECTS
-    ctx = _contexts(world, len(subjects) * len(actions) * n)
+    ctx = _v3_contexts(len(subjects) * len(actions) * n) if world == "v3" else None
     rows = []
     for si, s in enumerate(subjects):
         for ai, a in enumerate(actions):
@@ -117,7 +116,7 @@ def action_free_prompts(n: int = 8, subjects: list[str] | None = None, world: st
     W = renderer(world)  # noqa: N806
     subjects = subjects or W.SUBJECTS
     if world == "v3":
-        ctx = _contexts(world, len(subjects) * n)
+        ctx = _v3_contexts(len(subjects) * n)
         return [f"{W.subject_phrase(s)} {W.context_phrase(ctx[i * n + k])}" for i, s in enumerate(subjects) for k in range(n)]
     return [f"{W.subject_phrase(s)} {W.context_phrase(W.CONTEXTS[(i + k) % len(W.CONTEXTS)])}"
             for i, s in enumerate(subjects) for k in range(n)]
@@ -185,7 +184,7 @@ def model_grid(pipe, subjects=None, actions=None, seed: int = 0, steps: int = 25
     W = renderer(world)  # noqa: N806
     subjects, actions = subjects or W.SUBJECTS, actions or W.NAMED
     if world == "v3":
-        ctx = _contexts(world, len(subjects) * len(actions))
+        ctx = _v3_contexts(len(subjects) * len(actions))
         prompts = [W.caption(s, a, ctx[i * len(actions) + k], name_action=True)
                    for i, s in enumerate(subjects) for k, a in enumerate(actions)]
     else:
