@@ -67,8 +67,7 @@ class DemoSettings:
     world: str = "v3"  # the ActionWorld version: its bench, evaluation prompts and judge (v3: context leakage too)
 
     def __post_init__(self):
-        if self.world not in WORLD_MODELS:
-            raise ActionBenchError(f"unknown ActionWorld version {self.world!r}: one of {', '.join(WORLD_MODELS)}")
+        renderer(self.world)  # an unknown world: worlds.UnknownWorldError (an ActionBenchError)
         if self.model is None:
             self.model = WORLD_MODELS[self.world]
 

@@ -85,8 +85,7 @@ class ControlNetTrainConfig:
     def __post_init__(self):
         from ..models import WORLD_MODEL_OF
 
-        if self.world not in WORLD_MODEL_OF:
-            raise ValueError(f"unknown ActionWorld version {self.world!r}: one of {', '.join(WORLD_MODEL_OF)}")
+        renderer(self.world)  # an unknown world: worlds.UnknownWorldError (a ValueError)
         if self.model is None:
             self.model = WORLD_MODEL_OF[self.world]
 
