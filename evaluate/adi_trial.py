@@ -3,6 +3,11 @@
     python -m evaluate.adi_trial run --experiment mask-controls --part c1 --actions salute,cheer --seeds 0 --threads 1
     python -m evaluate.adi_trial table          # results/adi-trial/table.csv, table.md, kept.json
     python -m evaluate.adi_trial budget-table   # results/adi-trial/budget.md: experiment 1 within its actions
+    python -m evaluate.adi_trial run --world v3 --experiment relative-mask --part r1 --actions salute --seeds 0
+
+``--world v3`` runs the same experiments on ActionWorld v3 (issue #23): rates from
+``results/world-v3-sweep``, references from ``results/world-v3-table``, parts and tables in
+``results/adi-trial-v3``.
 
 Each experiment is a list of ``actionbench demo`` method specs run exactly as the world
 table runs its methods (``evaluate.world_table``: 72 images per run, 600 exemplar images
@@ -79,21 +84,30 @@ def with_rate(spec: str, chosen: dict[str, float]) -> str:
     return spec if "lr" in options or name not in chosen else f"{spec}:lr={chosen[name]:g}"
 
 
-def chosen_rates(results: Path) -> dict[str, float]:
-    path = results / "world-sweep" / "chosen_lr.json"
+def folders(results: Path, world: str = "v2b") -> tuple[Path, Path, Path]:
+    """(world sweep, world table, trial) folders under ``results``: ``world-sweep``,
+    ``world-table``, ``adi-trial`` on v2b; ``world-v3-sweep``, ``world-v3-table``,
+    ``adi-trial-v3`` on v3."""
+    tag = "" if world == "v2b" else f"-{world}"
+    return results / f"world{tag}-sweep", results / f"world{tag}-table", results / f"adi-trial{tag}"
+
+
+def chosen_rates(results: Path, world: str = "v2b") -> dict[str, float]:
+    path = folders(results, world)[0] / "chosen_lr.json"
     if not path.exists():
-        raise SystemExit(f"{path} is missing: run the sweep first (python -m evaluate.world_table sweep)")
+        raise SystemExit(f"{path} is missing: run the sweep first (python -m evaluate.world_table sweep --world {world})")
     return json.loads(path.read_text())["lr"]
 
 
 def run(args) -> None:
-    results = Path(args.out)
-    chosen = chosen_rates(results)
+    results, world = Path(args.out), args.world
+    trial = folders(results, world)[2]
+    chosen = chosen_rates(results, world)
     if args.experiment in ("budget", "budget-extra"):
-        path = results / "adi-trial" / BUDGET_LR
+        path = trial / BUDGET_LR
         if not path.exists():
             raise SystemExit(f"{path} is missing: run the budget sweep first "
-                             "(python -m evaluate.adi_trial run --experiment budget-sweep --part bs --actions salute --seeds 0)")
+                             f"(python -m evaluate.adi_trial run --world {world} --experiment budget-sweep --part bs --actions salute --seeds 0)")
         sweep = json.loads(path.read_text())
         chosen = sweep["lr"]
     if args.experiment == "budget":
@@ -103,18 +117,18 @@ def run(args) -> None:
                              f"{sweep_action} with --seeds 1,2, and its seed 0 with --experiment budget-extra")
     specs = [with_rate(s, chosen) for s in EXPERIMENTS[args.experiment]]
     actions = tuple(args.actions.split(","))
-    s = DemoSettings(actions=actions, methods=tuple(specs), n=8, images_seen=600, world="v2b",  # the trial is on v2b
+    s = DemoSettings(actions=actions, methods=tuple(specs), n=8, images_seen=600, world=world,
                      learn_seeds=tuple(int(x) for x in args.seeds.split(",")), device=args.device)
-    out = results / "adi-trial" / "parts" / args.part
+    out = trial / "parts" / args.part
     report = run_demo(s, out, resume=True)
     write_tables(report, out)
-    update_kept(results / "adi-trial")
+    update_kept(trial)
     if args.experiment == "budget-sweep":
         from .world_table import choose_lr
 
         action = actions[0]
         lr = choose_lr(report["results"][action])
-        (results / "adi-trial" / BUDGET_LR).write_text(json.dumps({"action": action, "lr": lr}, indent=1))
+        (trial / BUDGET_LR).write_text(json.dumps({"action": action, "lr": lr}, indent=1))
         print("chosen at the papers' budgets:", lr)
 
 
@@ -147,26 +161,28 @@ def experiment_of(spec: str, chosen: dict[str, float], budget: dict[str, float] 
     return "world table"
 
 
-def merged_report(results: Path) -> dict:
+def merged_report(results: Path, world: str = "v2b") -> dict:
     """The world table's reference rows and every trial part, as one report."""
-    chosen = chosen_rates(results)
-    table = json.loads((results / "world-table" / "demo.json").read_text())
+    _, table_dir, trial = folders(results, world)
+    chosen = chosen_rates(results, world)
+    table = json.loads((table_dir / "demo.json").read_text())
     refs = [with_rate(s, chosen) for s in REFERENCES]
     reference_only = {**table, "results": {a: {m: r for m, r in by.items() if m in refs} for a, by in table["results"].items()}}
-    paths = sorted((results / "adi-trial" / "parts").glob("*/demo.json"), key=lambda p: (len(p.parent.name), p.parent.name))
+    paths = sorted((trial / "parts").glob("*/demo.json"), key=lambda p: (len(p.parent.name), p.parent.name))
     return merge_reports([reference_only, *[json.loads(p.read_text()) for p in paths]])
 
 
-def trial_table(results: Path, n_boot: int = 2000) -> tuple[list[dict], dict]:
+def trial_table(results: Path, n_boot: int = 2000, world: str = "v2b") -> tuple[list[dict], dict]:
     """The rows of ``table.csv`` and the merged report (world-table references + trial parts)."""
     from .paired import bootstrap_ci, paired_bootstrap
 
-    chosen = chosen_rates(results)
-    table = json.loads((results / "world-table" / "demo.json").read_text())
+    _, table_dir, trial = folders(results, world)
+    chosen = chosen_rates(results, world)
+    table = json.loads((table_dir / "demo.json").read_text())
     refs = [with_rate(s, chosen) for s in REFERENCES]
-    report = merged_report(results)
-    kept = {**table.get("mask_kept", {}), **update_kept(results / "adi-trial")}
-    budget_path = results / "adi-trial" / BUDGET_LR
+    report = merged_report(results, world)
+    kept = {**table.get("mask_kept", {}), **update_kept(trial)}
+    budget_path = trial / BUDGET_LR
     budget = json.loads(budget_path.read_text())["lr"] if budget_path.exists() else None
     adi, pplus = with_rate("adi", chosen), with_rate("pplus", chosen)
     specs = list(dict.fromkeys(refs + [m for by in report["results"].values() for m in by]))
@@ -181,7 +197,7 @@ def trial_table(results: Path, n_boot: int = 2000) -> tuple[list[dict], dict]:
         shares = [kept[k] for a, sd in run_keys if (k := run_name(a, m, sd)) in kept]
         secs = sum(v for k, v in report["seconds"].items() if k.count("/") == 2 and k.split("/")[1] == m)
         _, config = demo_config(m, DemoSettings(**{k: report["settings"][k] for k in ("steps", "lr", "n", "images_seen")},
-                                                world="v2b"))
+                                                world=world))
         low_high = bootstrap_ci(tot, cl, n_boot)
         row = {"experiment": experiment_of(m, chosen, budget), "method": m, "images_seen": config.steps * config.batch_size,
                "runs": len(run_keys), "action": 100 * sum(act) / len(act), "subject": 100 * sum(sub) / len(sub),
@@ -200,16 +216,16 @@ def trial_table(results: Path, n_boot: int = 2000) -> tuple[list[dict], dict]:
     return rows, report
 
 
-def budget_report(results: Path) -> dict:
+def budget_report(results: Path, world: str = "v2b") -> dict:
     """Experiment 1 alone: the budget specs (the papers' step counts at ``budget_lr.json``'s
     rates) and the same learners at 600 images (the world table's rows), on the actions
     where all the budget specs ran."""
-    path = results / "adi-trial" / BUDGET_LR
+    path = folders(results, world)[2] / BUDGET_LR
     if not path.exists():
         raise SystemExit(f"{path} is missing: run the budget sweep first")
     budget = json.loads(path.read_text())["lr"]
-    report = merged_report(results)
-    chosen = chosen_rates(results)
+    report = merged_report(results, world)
+    chosen = chosen_rates(results, world)
     specs = [with_rate(s, budget) for s in EXPERIMENTS["budget"]]
     specs += [with_rate(s, chosen) for s in ("adi", "adi:mask=none", "pplus", "textual-inversion")]
     # the actions where every budget spec has run (a part still running leaves its action out)
@@ -220,12 +236,13 @@ def budget_report(results: Path) -> dict:
                                   for a in actions}}
 
 
-def budget_table(results: Path, n_boot: int = 2000) -> str:
+def budget_table(results: Path, n_boot: int = 2000, world: str = "v2b") -> str:
     """``budget.md``: per action, then pooled with paired tests against ADI and P+ at the papers' budgets."""
     from .demo import compare_table, table
 
-    report = budget_report(results)
-    budget = json.loads((results / "adi-trial" / BUDGET_LR).read_text())["lr"]
+    trial = folders(results, world)[2]
+    report = budget_report(results, world)
+    budget = json.loads((trial / BUDGET_LR).read_text())["lr"]
     adi, pplus = with_rate(EXPERIMENTS["budget"][0], budget), with_rate(EXPERIMENTS["budget"][1], budget)
     runs = {m: sum(len(set(by[m].get("seeds", [0]))) for by in report["results"].values() if m in by)
             for m in dict.fromkeys(m for by in report["results"].values() for m in by)}
@@ -233,7 +250,7 @@ def budget_table(results: Path, n_boot: int = 2000) -> str:
             + ", ".join(f"{m} {n}" for m, n in runs.items()) + ").\n\n" + table(report)
             + f"\n\nPooled, paired against {adi}:\n\n" + compare_table(report, adi, n_boot)
             + f"\n\nPooled, paired against {pplus}:\n\n" + compare_table(report, pplus, n_boot) + "\n")
-    (results / "adi-trial" / "budget.md").write_text(text)
+    (trial / "budget.md").write_text(text)
     return text
 
 
@@ -269,6 +286,8 @@ def main(argv=None) -> None:
     p.add_argument("--actions", default="cheer,gesture,handstand,meditate,pray,salute,sit,squat")
     p.add_argument("--seeds", default="0,1,2", help="learning seeds of this part (default 0,1,2)")
     p.add_argument("--out", default="results", help="parent of world-sweep/, world-table/ and adi-trial/")
+    p.add_argument("--world", default="v2b", choices=("v2b", "v3"),
+                   help="the ActionWorld version (default v2b; v3 reads world-v3-sweep/ and world-v3-table/, writes adi-trial-v3/)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, help="torch threads of this process (default torch's)")
     args = p.parse_args(argv)
@@ -281,10 +300,10 @@ def main(argv=None) -> None:
             p.error("run needs --experiment and --part")
         run(args)
     elif args.stage == "budget-table":
-        print(budget_table(Path(args.out)))
+        print(budget_table(Path(args.out), world=args.world))
     else:
-        rows, report = trial_table(Path(args.out))
-        out = Path(args.out) / "adi-trial"
+        rows, report = trial_table(Path(args.out), world=args.world)
+        out = folders(Path(args.out), args.world)[2]
         write_table(rows, out)
         print((out / "table.md").read_text())
 

@@ -78,7 +78,8 @@ def test_budget_needs_its_sweep_and_keeps_the_papers_steps(tmp_path):
     from evaluate.demo import DemoSettings, demo_config
 
     out, _ = _results(tmp_path)
-    args = argparse.Namespace(out=str(out), experiment="budget", part="b1", actions="salute", seeds="0", device="cpu")
+    args = argparse.Namespace(out=str(out), experiment="budget", part="b1", actions="salute", seeds="0", device="cpu",
+                              world="v2b")
     with pytest.raises(SystemExit, match="budget sweep first"):
         run(args)
     for spec, images in zip(BUDGET.values(), (3000, 4000, 6000)):
@@ -114,3 +115,26 @@ def test_budget_table_keeps_the_budget_actions_and_pairs_within_them(tmp_path):
     pplus_row = next(line for line in text.split("paired against adi:steps=3000")[1].splitlines()
                      if line.startswith("| pplus:lr=0.005"))
     assert "+25.0% [" in pplus_row and "(4 paired images)" in pplus_row
+
+
+def test_v3_reads_and_writes_its_own_folders(tmp_path):
+    import argparse
+    import shutil
+
+    import pytest
+
+    from evaluate.adi_trial import folders, run
+
+    out, spec = _results(tmp_path)
+    with pytest.raises(SystemExit, match="world-v3-sweep"):
+        trial_table(out, n_boot=50, world="v3")  # v2b's folders are never read for v3
+    for v2b, v3 in zip(folders(out), folders(out, "v3")):
+        assert v3.name == v2b.name.replace("world", "world-v3") if "world" in v2b.name else v3.name == "adi-trial-v3"
+        shutil.move(v2b, v3)
+    rows, _ = trial_table(out, n_boot=50, world="v3")
+    assert {r["method"] for r in rows} == {"adi:lr=0.02", "pplus:lr=0.005", spec}
+    assert (out / "adi-trial-v3" / "kept.json").exists() and not (out / "adi-trial").exists()
+    args = argparse.Namespace(out=str(out), experiment="budget", part="b1", actions="salute", seeds="0", device="cpu",
+                              world="v3")
+    with pytest.raises(SystemExit, match="adi-trial-v3.*--world v3"):
+        run(args)
