@@ -223,3 +223,13 @@ def test_the_v3_table_runs_on_the_v3_model_into_its_own_folders(tmp_path, monkey
     assert list(specs[:2]) == ["sd", "controlnet"]  # the v3 pipeline takes the v3 ControlNet by default
     with pytest.raises(SystemExit, match="sweep --world v3"):
         wt.table(argparse.Namespace(**{**vars(args), "out": str(tmp_path / "empty")}))
+
+
+def test_each_world_fills_its_own_docs_section():
+    from evaluate.world_table import BEGIN, END, fill_section, markers
+
+    b3, e3 = markers("v3")
+    assert markers("v2b") == (BEGIN, END) and "--world v3" in b3 and b3 != BEGIN
+    text = f"{BEGIN}\nv2b table\n{END}\n{b3}\nold\n{e3}\n"
+    filled = fill_section(text, "v3 table", *markers("v3"))
+    assert "v2b table" in filled and "v3 table" in filled and "old" not in filled
