@@ -35,6 +35,7 @@ from evaluate.demo import (
     WORLD_MODELS,
     DemoSettings,
     _compare_section,
+    _leak_slots,
     _slots,
     merge_reports,
     parse_method_spec,
@@ -251,6 +252,45 @@ def _seed_words(seeds: list[int] | None) -> str:
     return f"seed {seeds[0]}" if len(seeds) == 1 else "seeds " + ", ".join(map(str, seeds[:-1])) + f" and {seeds[-1]}"
 
 
+def leakage_summary(report: dict, n_boot: int = 2000) -> dict:
+    """Per method of a v3 table report, pooled over every action and seed it ran: the
+    context-leak rate and the share of animals drawn human, percent, the leak rate's 95%
+    cluster-bootstrap interval, and the runs and counted images behind it."""
+    from evaluate.paired import bootstrap_ci
+
+    out: dict[str, dict] = {"context_leakage": {}, "context_leakage_ci": {}, "animals_drawn_human": {}, "runs": {},
+                            "images": {}}
+    methods = list(dict.fromkeys(m for by in report["results"].values() for m in by))
+    for m in methods:
+        actions = [a for a, by in report["results"].items() if m in by]
+        x, cl = _leak_slots(report, m, actions)
+        if not x:
+            continue
+        rate, low, high = bootstrap_ci(x, cl, n_boot)
+        human = sum(report["results"][a][m].get("animals_drawn_human", 0) for a in actions)
+        animals = sum(report["results"][a][m].get("animal_slots", 0) for a in actions)
+        out["context_leakage"][m] = round(100 * rate, 1)
+        out["context_leakage_ci"][m] = [round(100 * low, 1), round(100 * high, 1)]
+        out["animals_drawn_human"][m] = round(100 * human / max(1, animals), 1)
+        out["runs"][m] = sum(len(set(report["results"][a][m].get("seeds", [0]))) for a in actions)
+        out["images"][m] = len(x)
+    return out
+
+
+def update_phenomena(report: dict, path: Path, table_dir: Path) -> dict:
+    """Write the table's leakage into the phenomena report at ``path`` (issue #23: its
+    ``context_leakage``, method -> percent, once the table has run); the rest is kept."""
+    summary = leakage_summary(report)
+    rep = json.loads(path.read_text())
+    rep["context_leakage"] = summary.pop("context_leakage")
+    rep["context_leakage_detail"] = {**summary, "source": f"{table_dir.parent.name}/{table_dir.name}/demo.json",
+                                     "what": "share of images judged in the exemplars' dominant scene or outfit when the "
+                                             "prompt asked for another, pooled over the table's actions and learning seeds; "
+                                             "95% cluster-bootstrap interval over (action, seed)"}
+    path.write_text(json.dumps(rep, indent=1) + "\n")
+    return rep
+
+
 def merge(args) -> dict:
     """Every part's ``demo.json`` under ``world-table/parts`` as one report and table in ``world-table``.
     Parts are read in the order they were named (a-z, then aa, ab, ...), so the table's action
@@ -266,6 +306,10 @@ def merge(args) -> dict:
     (out / "demo.json").write_text(json.dumps(report, indent=1))
     write_tables(report, out)
     print(f"{len(paths)} parts merged into {out}: {report['seconds']['total'] / 3600:.2f} h of learning and judging")
+    phen = Path(args.out) / "world-v3" / "phenomena.json"
+    if getattr(args, "world", "v2b") == "v3" and phen.exists():
+        leak = update_phenomena(report, phen, out)["context_leakage"]
+        print(f"context leakage written into {phen}: " + ", ".join(f"{m} {v:.1f}%" for m, v in leak.items()))
     print((out / "table.md").read_text())
     if getattr(args, "docs", None):
         path = Path(args.docs)

@@ -233,3 +233,29 @@ def test_each_world_fills_its_own_docs_section():
     text = f"{BEGIN}\nv2b table\n{END}\n{b3}\nold\n{e3}\n"
     filled = fill_section(text, "v3 table", *markers("v3"))
     assert "v2b table" in filled and "v3 table" in filled and "old" not in filled
+
+
+def test_leakage_summary_pools_counted_slots_and_fills_phenomena(tmp_path):
+    import json
+
+    from evaluate.world_table import leakage_summary, update_phenomena
+
+    def rec(leaks, seeds, human, animals):
+        return {"hits": [[1, 1]] * len(leaks), "seeds": seeds, "leaks": leaks, "animals_drawn_human": human,
+                "animal_slots": animals}
+
+    # ADI: 1 of 4 counted slots leaks (one slot not counted); the text prompt: none of 2
+    report = {"results": {
+        "salute": {"adi": rec([[0, 1, 1], [0, 0, 0], [None, None, None]], [0, 0, 1], 1, 2), "sd": rec([[0, 0, 0]], [0], 0, 1)},
+        "pray": {"adi": rec([[0, 0, 0], [0, 0, 0]], [0, 1], 0, 2), "sd": rec([[0, 0, 0]], [0], 0, 1)}}}
+    s = leakage_summary(report, n_boot=100)
+    assert s["context_leakage"] == {"adi": 25.0, "sd": 0.0}
+    assert s["images"] == {"adi": 4, "sd": 2} and s["runs"] == {"adi": 4, "sd": 2}
+    assert s["animals_drawn_human"] == {"adi": 25.0, "sd": 0.0}
+    low, high = s["context_leakage_ci"]["adi"]
+    assert 0.0 <= low <= 25.0 <= high <= 100.0
+    path = tmp_path / "phenomena.json"
+    path.write_text(json.dumps({"token_width": 1024, "context_leakage": None}))
+    rep = update_phenomena(report, path, tmp_path / "results" / "world-v3-table")
+    assert rep["token_width"] == 1024 and json.loads(path.read_text())["context_leakage"]["adi"] == 25.0
+    assert rep["context_leakage_detail"]["source"] == "results/world-v3-table/demo.json"
