@@ -42,6 +42,8 @@ import csv
 import json
 from pathlib import Path
 
+from actionbench.world.worlds import WORLDS
+
 from .demo import (
     DemoSettings,
     _shared_seeds,
@@ -286,7 +288,7 @@ def main(argv=None) -> None:
     p.add_argument("--actions", default="cheer,gesture,handstand,meditate,pray,salute,sit,squat")
     p.add_argument("--seeds", default="0,1,2", help="learning seeds of this part (default 0,1,2)")
     p.add_argument("--out", default="results", help="parent of world-sweep/, world-table/ and adi-trial/")
-    p.add_argument("--world", default="v2b", choices=("v2b", "v3"),
+    p.add_argument("--world", default="v2b", choices=tuple(WORLDS),
                    help="the ActionWorld version (default v2b; v3 reads world-v3-sweep/ and world-v3-table/, writes adi-trial-v3/)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, help="torch threads of this process (default torch's)")

@@ -11,6 +11,10 @@ import argparse
 import json
 from pathlib import Path
 
+from .worlds import WORLDS
+
+WORLD_NAMES = tuple(WORLDS)  # the --world choices
+
 
 def _render_grid(args) -> int:
     from .worlds import renderer
@@ -212,19 +216,19 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--context", default=None, help="one context for all cells (default: cycle; v3: OUTFIT/SCENE)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=64)
-    p.add_argument("--world", default="v2b", choices=("v2b", "v3"), help="the world's version (default v2b, the shipped model's)")
+    p.add_argument("--world", default="v2b", choices=WORLD_NAMES, help="the world's version (default v2b, the shipped model's)")
     p.set_defaults(func=_render_grid)
 
     p = sub.add_parser("bench", help="write World-ActionBench (ActionBench layout + action-different sets)")
     p.add_argument("--out", default=None, help=f"default {BENCH_DIR} (v2b) or its bench-v3 sibling (v3)")
     p.add_argument("--size", type=int, default=64)
-    p.add_argument("--world", default="v2b", choices=("v2b", "v3"), help="the world's version (default v2b)")
+    p.add_argument("--world", default="v2b", choices=WORLD_NAMES, help="the world's version (default v2b)")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("bench-strip", help="a figure of one action's exemplars and exemplar 01's action-different set")
     p.add_argument("--action", default="handstand")
     p.add_argument("--out", default="docs/img/world_bench_handstand.png")
-    p.add_argument("--world", default="v2b", choices=("v2b", "v3"), help="the world's version (default v2b)")
+    p.add_argument("--world", default="v2b", choices=WORLD_NAMES, help="the world's version (default v2b)")
     p.add_argument("--bench", default=None, help="the bench folder (default: the world's)")
     p.set_defaults(func=_bench_strip)
 
@@ -253,13 +257,13 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--time-budget", type=float, default=None, help="end the UNet stage after this many seconds (with a checkpoint)")
     p.add_argument("--workers", type=int, default=1, help="processes that draw the dataset's renders (default 1)")
-    p.add_argument("--world", default="v2b", choices=("v2b", "v3"),
+    p.add_argument("--world", default="v2b", choices=WORLD_NAMES,
                    help="the world whose renders and captions it trains on (default v2b)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("train-controlnet", help="train the world model's OpenPose ControlNet on (exact skeleton, render) pairs (resumable) and export it")
     p.add_argument("--model", default=None, help="the frozen base pipeline (default: --world's model, world-v2b or world-v3)")
-    p.add_argument("--world", default="v2b", choices=("v2b", "v3"), help="whose renders and skeletons (default v2b)")
+    p.add_argument("--world", default="v2b", choices=WORLD_NAMES, help="whose renders and skeletons (default v2b)")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="scratch/world-controlnet", help="data cache, checkpoints and logs")
@@ -306,7 +310,7 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.set_defaults(func=_refine_decoder)
 
     p = sub.add_parser("train-judge", help="train the (subject, action) judge on renders; v3: also scene and outfit heads")  # committed judge: --threads 1
-    p.add_argument("--world", default="v2b", choices=("v2b", "v3"), help="the world it reads (default v2b; v3: four heads)")
+    p.add_argument("--world", default="v2b", choices=WORLD_NAMES, help="the world it reads (default v2b; v3: four heads)")
     p.add_argument("--out", default=None, help=f"folder (default: {JUDGE_DIR} for v2b, judge-v3/ beside it for v3)")
     p.add_argument("--width", type=int, default=16, help="the network's base channel count")
     p.add_argument("--n-train", type=int, default=14000)
@@ -324,14 +328,14 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="JSON report path")
     p.add_argument("--threads", type=int, help="torch threads")
-    p.add_argument("--world", default="v2b", choices=("v2b", "v3"),
+    p.add_argument("--world", default="v2b", choices=WORLD_NAMES,
                    help="whose prompts and judge (default v2b; v3: also scene and clothing accuracy)")
     p.set_defaults(func=_fidelity)
     p = sub.add_parser("phenomena", help="the task's difficulties measured on a world model (token width, text naming, figure's loss share)")
     p.add_argument("--model", default=None, help="the world model (default: --world's, world-v2b or world-v3)")
     p.add_argument("--fidelity", help="the model's fidelity report (default: the shipped model's fidelity.json)")
     p.add_argument("--name", default=None, help="the world's label in the report (default: --world)")
-    p.add_argument("--world", default="v2b", choices=("v2b", "v3"), help="whose renders the figure's loss share uses (default v2b)")
+    p.add_argument("--world", default="v2b", choices=WORLD_NAMES, help="whose renders the figure's loss share uses (default v2b)")
     p.add_argument("--compare", action="append", metavar="FILE",
                    help="another world's phenomena.json whose figure_loss_share goes beside this one (repeatable)")
     p.add_argument("--n", type=int, default=256, help="renders for the figure's loss share (default 256)")
@@ -347,7 +351,7 @@ def add_world_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--guidance", type=float, default=7.5)
-    p.add_argument("--world", default="v2b", choices=("v2b", "v3"), help="whose prompts (default v2b)")
+    p.add_argument("--world", default="v2b", choices=WORLD_NAMES, help="whose prompts (default v2b)")
     p.set_defaults(func=_model_grid)
 
     p = sub.add_parser("curve", help="plot a training folder's loss curve")
