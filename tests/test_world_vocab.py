@@ -251,3 +251,29 @@ def test_layerwise_tokens_slice_the_short_v3_context(tmp_path):
     procs = [p for p in pipe.unet.attn_processors.values() if isinstance(p, LayerwiseAttnProcessor)]
     assert len(procs) == 16 and {p.seq_len for p in procs} == {24}
     assert states.shape == (1, 16 * 24, 1024)
+
+
+def test_rebuild_keeps_every_id_and_appends_new_tokens(full, tmp_path):
+    from actionbench.world.vocab import load_trimmed_tokenizer, main, read_trimmed_files, write_trimmed_files
+
+    write_trimmed_files(["panda", "salutes", "park"], tmp_path)
+    old = json.loads((tmp_path / "vocab.json").read_text())
+    write_trimmed_files(["panda", "kangaroo", "handstand", "park"], tmp_path, keep_ids=True)  # "salutes" dropped
+    new = json.loads((tmp_path / "vocab.json").read_text())
+    assert all(new[t] == i for t, i in old.items())  # nothing moved, nothing dropped
+    assert len(new) > len(old) and sorted(new.values()) == list(range(len(new)))
+    tok = trimmed_clip_tokenizer(["panda", "kangaroo", "handstand", "park", "salutes"], tmp_path)  # keep_ids off: fresh
+    assert tok.bos_token_id == len(tok) - 2
+    write_trimmed_files(["panda", "salutes", "park"], tmp_path)  # fresh again, then grown by the CLI's default
+    grown = load_trimmed_tokenizer(tmp_path)
+    before = grown.convert_tokens_to_ids(grown.tokenize("a panda salutes in a park"))
+    write_trimmed_files(["panda", "salutes", "park", "kangaroo"], tmp_path, keep_ids=True)
+    after = load_trimmed_tokenizer(tmp_path)
+    assert after.convert_tokens_to_ids(after.tokenize("a panda salutes in a park")) == before
+    for w in ("kangaroo", "salutes", "panda"):
+        assert after.tokenize(w) == full["!"].tokenize(w)
+    assert read_trimmed_files(tmp_path / "nothing") is None
+    last = json.loads((tmp_path / "vocab.json").read_text())
+    main(["--out", str(tmp_path)])  # the CLI keeps ids by default
+    rebuilt = json.loads((tmp_path / "vocab.json").read_text())
+    assert all(rebuilt[t] == i for t, i in last.items()) and len(rebuilt) > len(last)

@@ -18,7 +18,9 @@ still tokenizes (into shorter pieces, down to single bytes) and decodes back to 
 The world's vocabulary is committed in ``actionbench/world/tokenizer/`` (``WORLD_VOCAB_DIR``),
 where ``build_pipeline`` finds it for ``PipelineSpec(text_vocab="world")``: a model's
 token ids must not move when a caption file changes. After editing ``world.yaml`` or
-``world-v3.yaml``, rebuild it with ``python -m actionbench.world.vocab`` (the tests say when
+``world-v3.yaml``, rebuild it with ``python -m actionbench.world.vocab``: every id already
+there is kept and new tokens are appended (``--renumber`` numbers afresh in CLIP's order,
+which breaks every model trained on the old ids; the tests say when
 a world word no longer tokenizes as CLIP does).
 """
 
@@ -150,15 +152,48 @@ def needed_merges(words: Iterable[str], merges: list[tuple[str, str]] | None = N
     return needed
 
 
-def trimmed_vocabulary(words: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]]:
-    """(tokens by id, merges by rank) of the trimmed tokenizer for ``words``."""
+def trimmed_vocabulary(words: Iterable[str], existing: tuple[list[str], list[tuple[str, str]]] | None = None
+                       ) -> tuple[list[str], list[tuple[str, str]]]:
+    """(tokens by id, merges by rank) of the trimmed tokenizer for ``words``.
+
+    With ``existing`` (the tokens and merges of a tokenizer built before), the result is
+    append-only: every existing token keeps its id, new tokens follow in CLIP's order, and
+    the merges are the union of both, in CLIP's rank order (a superset of the needed merges
+    in CLIP's ranks still tokenizes every listed word as CLIP does)."""
     merges = clip_merges()
     keep = needed_merges(words, merges)
+    if existing is not None:
+        unknown = [m for m in existing[1] if m not in set(merges)]
+        if unknown:
+            raise ActionBenchError(f"the existing tokenizer has merges CLIP does not ({unknown[:3]!r}): "
+                                   "it was not made by this module; rebuild it with --renumber")
+        keep |= set(existing[1])
     kept = [m for m in merges if m in keep]  # CLIP's rank order
     tokens = base_symbols() + [a + b for a, b in kept] + [BOS, EOS]
     if len(set(tokens)) != len(tokens):
         raise ActionBenchError("the trimmed vocabulary has repeated tokens: CLIP's merges file looks damaged")
+    if existing is not None:
+        old = list(existing[0])
+        tokens = old + [t for t in tokens if t not in set(old)]
     return tokens, kept
+
+
+def read_trimmed_files(folder: str | Path) -> tuple[list[str], list[tuple[str, str]]] | None:
+    """(tokens by id, merges by rank) of a tokenizer folder :func:`write_trimmed_files` wrote,
+    or None when ``folder`` has no ``vocab.json``."""
+    folder = Path(folder)
+    if not (folder / "vocab.json").exists():
+        return None
+    try:
+        vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+        lines = (folder / "merges.txt").read_text(encoding="utf-8").split("\n")
+    except (OSError, json.JSONDecodeError) as err:
+        raise ActionBenchError(f"{folder}: not a readable tokenizer folder ({err}); rebuild it with --renumber") from err
+    ids = sorted(vocab.values())
+    if ids != list(range(len(ids))):
+        raise ActionBenchError(f"{folder}/vocab.json: ids are not 0..{len(ids) - 1}; rebuild it with --renumber")
+    tokens = sorted(vocab, key=vocab.get)
+    return tokens, [tuple(line.split()) for line in lines[1:] if line.strip()]
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -167,14 +202,16 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_trimmed_files(words: Iterable[str], out_dir: str | Path, max_length: int = 77) -> Path:
+def write_trimmed_files(words: Iterable[str], out_dir: str | Path, max_length: int = 77, keep_ids: bool = False) -> Path:
     """Write ``vocab.json``, ``merges.txt``, ``tokenizer_config.json`` and ``words.txt`` (the word
-    list, for reference) of the trimmed tokenizer for ``words`` into ``out_dir``."""
+    list, for reference) of the trimmed tokenizer for ``words`` into ``out_dir``. With
+    ``keep_ids``, a tokenizer already in ``out_dir`` keeps every id it has (new tokens are
+    appended; none is dropped), so models trained on it still read it right."""
     if not isinstance(max_length, int) or max_length < 2:
         raise ActionBenchError(f"max_length must be an int >= 2 (bos + eos), not {max_length!r}")
     words = _check_words(words)
-    tokens, merges = trimmed_vocabulary(words)
     out_dir = Path(out_dir)
+    tokens, merges = trimmed_vocabulary(words, read_trimmed_files(out_dir) if keep_ids else None)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_atomic(out_dir / "vocab.json", json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False, indent=0))
     _write_atomic(out_dir / "merges.txt", "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
@@ -209,11 +246,16 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m actionbench.world.vocab [--out DIR]``: (re)build the world's trimmed tokenizer."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(WORLD_VOCAB_DIR), help="folder to write (default: %(default)s)")
+    parser.add_argument("--renumber", action="store_true",
+                        help="number the tokens afresh in CLIP's order (default: keep every id already in --out and "
+                             "append new tokens; renumbering breaks every model trained on the old ids)")
     args = parser.parse_args(argv)
     words = world_words()
-    out = write_trimmed_files(words, args.out)
+    before = read_trimmed_files(args.out)
+    out = write_trimmed_files(words, args.out, keep_ids=not args.renumber)
     size = len(json.loads((out / "vocab.json").read_text(encoding="utf-8")))
-    print(f"{out}: {len(words)} words -> {size} tokens")
+    kept = "renumbered" if args.renumber or before is None else f"{size - len(before[0])} appended, {len(before[0])} ids kept"
+    print(f"{out}: {len(words)} words -> {size} tokens ({kept})")
 
 
 if __name__ == "__main__":
