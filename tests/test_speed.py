@@ -255,3 +255,12 @@ def test_unknown_model_is_a_one_line_error():
 
     with pytest.raises(ActionBenchError, match="sd21-base"):
         speed.load_arch("sd3")
+
+
+def test_context_length_follows_the_tokenizer():
+    from types import SimpleNamespace
+
+    from evaluate.speed.counts import context_length
+
+    assert context_length(SimpleNamespace(tokenizer=SimpleNamespace(model_max_length=24))) == 24  # ActionWorld v3
+    assert context_length(SimpleNamespace()) == 77  # no tokenizer: SD's context

@@ -62,6 +62,12 @@ def _fused_attention():
         F.scaled_dot_product_attention = original
 
 
+def context_length(pipe) -> int:
+    """Tokens per prompt of ``pipe``'s text side (77 on SD and SDXL; 24 on ActionWorld v3's)."""
+    tok = getattr(pipe, "tokenizer", None)
+    return int(getattr(tok, "model_max_length", 77) or 77)
+
+
 def _is_attention(op: str) -> bool:
     return "attention" in op or op in ("bmm", "baddbmm")
 
@@ -141,14 +147,15 @@ def floor_counts(arch: dict, precision: str = "bf16") -> dict:
     pipe = build(arch, "meta", PRECISIONS[precision])
     unet, encoders = pipe.unet, text_encoder_modules(pipe)
     layers = len(cross_attention_layers(unet))
+    n_tok = context_length(pipe)
     c, s, d = unet.config.in_channels, unet.config.sample_size, unet.config.cross_attention_dim
     pooled = torch.zeros(1, encoders[-1].config.projection_dim, device="meta", dtype=unet.dtype) if len(encoders) > 1 else None
     with _fused_attention(), Count() as cu, torch.no_grad():
         predict(unet, torch.zeros(1, c, s, s, device="meta", dtype=unet.dtype), torch.tensor([500], device="meta"),
-                torch.zeros(1, 77, d, device="meta", dtype=unet.dtype), pooled, native_resolution(pipe))
+                torch.zeros(1, n_tok, d, device="meta", dtype=unet.dtype), pooled, native_resolution(pipe))
     with _fused_attention(), Count() as ct, torch.no_grad():
         for te in encoders:
-            te(torch.zeros(layers, 77, dtype=torch.long, device="meta"), output_hidden_states=len(encoders) > 1)
+            te(torch.zeros(layers, n_tok, dtype=torch.long, device="meta"), output_hidden_states=len(encoders) > 1)
     attn = sum(v for k, v in cu.by_op.items() if _is_attention(k))
     params = [sum(p.numel() for p in te.parameters()) / 1e6 for te in encoders]
     out = {

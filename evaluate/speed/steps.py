@@ -129,6 +129,7 @@ def _floor_step(pipe, batch: int, gen: torch.Generator) -> Callable[[], None]:
     ``floor-ti``: Textual Inversion's 2), frozen weights, one encoding per cross-attention
     layer read through the layer-wise processors, as ADI's UNet pass reads them (L counted
     from the model); on SDXL with the pooled embedding and time ids ADI's pass gets."""
+    from evaluate.speed.counts import context_length
     from methods.diffusion import native_resolution, predict
     from methods.layerwise import install_layerwise
     from methods.tokens import text_encoders
@@ -139,7 +140,7 @@ def _floor_step(pipe, batch: int, gen: torch.Generator) -> Callable[[], None]:
     d, c, s = unet.config.cross_attention_dim, unet.config.in_channels, unet.config.sample_size
     dev, dt = unet.device, unet.dtype
     x = torch.randn(batch, c, s, s, generator=gen).to(dev, dt)
-    states = torch.randn(batch, layers * 77, d, generator=gen).to(dev, dt).requires_grad_(True)
+    states = torch.randn(batch, layers * context_length(pipe), d, generator=gen).to(dev, dt).requires_grad_(True)
     inputs, pooled = [states], None
     pairs = text_encoders(pipe)
     if len(pairs) > 1:  # SDXL: the pooled embedding, also an input whose gradient ADI takes
