@@ -32,7 +32,9 @@ Experiments:
   budget rows' salute seed 0, so ``budget`` runs salute with ``--seeds 1,2`` and
   ``budget-extra`` adds ADI without masks' salute seed 0. ``budget-table`` compares the
   budget rows with each other and with the same learners at 600 images, on the actions
-  the budget parts ran (``budget.md``).
+  the budget parts ran (``budget.md``). The sweep can run as parallel parts, one per
+  learner (``--learners adi --part bs1``, ``--learners pplus,textual-inversion --part bs2``):
+  each adds its choice to ``budget_lr.json``.
 """
 
 from __future__ import annotations
@@ -118,6 +120,13 @@ def run(args) -> None:
             raise SystemExit(f"{sweep_action} seed 0 of the swept learners is the budget sweep's own run: run "
                              f"{sweep_action} with --seeds 1,2, and its seed 0 with --experiment budget-extra")
     specs = [with_rate(s, chosen) for s in EXPERIMENTS[args.experiment]]
+    if getattr(args, "learners", None):  # e.g. the budget sweep split into one part per learner, run side by side
+        names = args.learners.split(",")
+        unknown = sorted(set(names) - {parse_method_spec(s)[0] for s in specs})
+        if unknown:
+            raise SystemExit(f"--learners {', '.join(unknown)}: not in experiment {args.experiment} "
+                             f"({', '.join(dict.fromkeys(parse_method_spec(s)[0] for s in specs))})")
+        specs = [s for s in specs if parse_method_spec(s)[0] in names]
     actions = tuple(args.actions.split(","))
     s = DemoSettings(actions=actions, methods=tuple(specs), n=8, images_seen=600, world=world,
                      learn_seeds=tuple(int(x) for x in args.seeds.split(",")), device=args.device)
@@ -130,7 +139,12 @@ def run(args) -> None:
 
         action = actions[0]
         lr = choose_lr(report["results"][action])
-        (trial / BUDGET_LR).write_text(json.dumps({"action": action, "lr": lr}, indent=1))
+        path = trial / BUDGET_LR
+        if path.exists():  # parts that swept other learners (one per process) on the same action keep their choice
+            before = json.loads(path.read_text())
+            if before.get("action") == action:
+                lr = {**before["lr"], **lr}
+        path.write_text(json.dumps({"action": action, "lr": lr}, indent=1))
         print("chosen at the papers' budgets:", lr)
 
 
@@ -287,6 +301,8 @@ def main(argv=None) -> None:
     p.add_argument("--part", help="with run: this part's name (results/adi-trial/parts/PART)")
     p.add_argument("--actions", default="cheer,gesture,handstand,meditate,pray,salute,sit,squat")
     p.add_argument("--seeds", default="0,1,2", help="learning seeds of this part (default 0,1,2)")
+    p.add_argument("--learners", help="with run: only these learners of the experiment (e.g. adi; the budget sweep's "
+                                      "parts, one per learner, each add their choice to budget_lr.json)")
     p.add_argument("--out", default="results", help="parent of world-sweep/, world-table/ and adi-trial/")
     p.add_argument("--world", default="v2b", choices=tuple(WORLDS),
                    help="the ActionWorld version (default v2b; v3 reads world-v3-sweep/ and world-v3-table/, writes adi-trial-v3/)")

@@ -138,3 +138,31 @@ def test_v3_reads_and_writes_its_own_folders(tmp_path):
                               world="v3")
     with pytest.raises(SystemExit, match="adi-trial-v3.*--world v3"):
         run(args)
+
+
+def test_budget_sweep_parts_by_learner_add_up(tmp_path, monkeypatch):
+    import argparse
+
+    import pytest
+
+    import evaluate.adi_trial as T
+
+    out, _ = _results(tmp_path)
+    ran = []
+
+    def fake_run_demo(s, folder, resume):
+        ran.append(s.methods)
+        # each learner's middle rate wins
+        return {"results": {"salute": {m: {"total": 0.5 if "lr=0.005" in m else 0.1, "action": 0.5} for m in s.methods}}}
+
+    monkeypatch.setattr(T, "run_demo", fake_run_demo)
+    monkeypatch.setattr(T, "write_tables", lambda report, folder: None)
+    for learners in ("adi", "pplus,textual-inversion"):
+        T.run(argparse.Namespace(out=str(out), experiment="budget-sweep", part="bs", actions="salute", seeds="0",
+                                 device="cpu", world="v2b", learners=learners))
+    assert all(m.startswith("adi:") for m in ran[0]) and len(ran[0]) == 3 and len(ran[1]) == 6
+    chosen = json.loads((out / "adi-trial" / "budget_lr.json").read_text())
+    assert chosen == {"action": "salute", "lr": {"adi": 0.005, "pplus": 0.005, "textual-inversion": 0.005}}
+    with pytest.raises(SystemExit, match="--learners dreambooth"):
+        T.run(argparse.Namespace(out=str(out), experiment="budget-sweep", part="bs", actions="salute", seeds="0",
+                                 device="cpu", world="v2b", learners="dreambooth"))
