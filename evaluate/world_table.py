@@ -306,6 +306,16 @@ def merge(args) -> dict:
     (out / "demo.json").write_text(json.dumps(report, indent=1))
     write_tables(report, out)
     print(f"{len(paths)} parts merged into {out}: {report['seconds']['total'] / 3600:.2f} h of learning and judging")
+    pattern = None
+    if getattr(args, "world", "v2b") == "v3" and any("sd" in by for by in report["results"].values()):
+        from evaluate.paper_pattern import pattern_rows, pattern_table
+
+        rows = pattern_rows(report)
+        pattern = ("Each method against the text prompt (`sd`), slot by slot (`python -m evaluate.paper_pattern`): "
+                   "rate on the paired slots (difference in points [95% cluster-bootstrap interval], paired-bootstrap p)."
+                   "\n\n" + pattern_table(rows) + "\n")
+        (out / "pattern.md").write_text(pattern)
+        (out / "pattern.json").write_text(json.dumps(rows, indent=1))
     phen = Path(args.out) / "world-v3" / "phenomena.json"
     if getattr(args, "world", "v2b") == "v3" and phen.exists():
         leak = update_phenomena(report, phen, out)["context_leakage"]
@@ -316,7 +326,8 @@ def merge(args) -> dict:
         seeds = balanced_seeds(report)
         parts = balanced_parts(reports, report)
         balanced = merge_reports(parts) if parts and parts != reports else None
-        path.write_text(fill_section(path.read_text(), docs_section(report, balanced, seeds), *markers(getattr(args, "world", "v2b"))))
+        section = docs_section(report, balanced, seeds) + (f"\n{pattern}" if pattern else "")
+        path.write_text(fill_section(path.read_text(), section, *markers(getattr(args, "world", "v2b"))))
         print(f"table section of {path} refilled")
     return report
 

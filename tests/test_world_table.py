@@ -259,3 +259,32 @@ def test_leakage_summary_pools_counted_slots_and_fills_phenomena(tmp_path):
     rep = update_phenomena(report, path, tmp_path / "results" / "world-v3-table")
     assert rep["token_width"] == 1024 and json.loads(path.read_text())["context_leakage"]["adi"] == 25.0
     assert rep["context_leakage_detail"]["source"] == "results/world-v3-table/demo.json"
+
+
+def test_merge_on_v3_writes_the_pattern_the_leakage_and_its_own_docs_section(tmp_path):
+    import argparse
+    import json
+
+    from test_demo import _record, _report
+
+    from evaluate.world_table import BEGIN, END, markers, merge
+
+    def v3(seed, hits, leaks):
+        return {**_record(seed, hits), "leaks": leaks, "scene_leak": 0.0, "outfit_leak": 0.0,
+                "context_leak": sum(row[2] for row in leaks) / len(leaks)}
+
+    rep = _report({"salute": {"sd": v3(0, [[1, 0]] * 2, [[0, 0, 0]] * 2), "adi": v3(0, [[1, 1]] * 2, [[0, 1, 1], [0, 0, 0]])}},
+                  {"salute/sd/seed0": 6.0, "salute/adi/seed0": 60.0}, world="v3")
+    folder = tmp_path / "world-v3-table" / "parts" / "a"
+    folder.mkdir(parents=True)
+    (folder / "demo.json").write_text(json.dumps(rep))
+    (tmp_path / "world-v3").mkdir()
+    (tmp_path / "world-v3" / "phenomena.json").write_text(json.dumps({"token_width": 1024, "context_leakage": None}))
+    b3, e3 = markers("v3")
+    docs = tmp_path / "doc.md"
+    docs.write_text(f"{BEGIN}\nv2b\n{END}\n{b3}\nold\n{e3}\n")
+    merge(argparse.Namespace(out=str(tmp_path), docs=str(docs), world="v3"))
+    text = docs.read_text()
+    assert "v2b" in text and "old" not in text and "| adi | 1 | 100.0% (+100.0" in text  # the pattern, vs the text prompt
+    assert (tmp_path / "world-v3-table" / "pattern.md").exists()
+    assert json.loads((tmp_path / "world-v3" / "phenomena.json").read_text())["context_leakage"] == {"sd": 0.0, "adi": 50.0}
