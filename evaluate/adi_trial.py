@@ -4,6 +4,7 @@
     python -m evaluate.adi_trial table          # results/adi-trial/table.csv, table.md, kept.json
     python -m evaluate.adi_trial budget-table   # results/adi-trial/budget.md: experiment 1 within its actions
     python -m evaluate.adi_trial run --world v3 --experiment relative-mask --part r1 --actions salute --seeds 0
+    python -m evaluate.adi_trial status --world v3   # the runs done and to run, and the CPU they take
 
 ``--world v3`` runs the same experiments on ActionWorld v3 (issue #23): rates from
 ``results/world-v3-sweep``, references from ``results/world-v3-table``, parts and tables in
@@ -177,6 +178,22 @@ def experiment_of(spec: str, chosen: dict[str, float], budget: dict[str, float] 
     return "world table"
 
 
+def trial_plan(results: Path, world: str = "v2b", actions: tuple[str, ...] | None = None,
+               seeds: tuple[int, ...] = (0, 1, 2)) -> list[tuple[str, tuple[str, ...], tuple[int, ...]]]:
+    """Every experiment's specs (the budget rows once ``budget_lr.json`` exists) as
+    (spec, actions, learning seeds), for :mod:`evaluate.progress`."""
+    from .demo import world_actions
+
+    trial = folders(results, world)[2]
+    actions = actions or world_actions(world)
+    chosen = chosen_rates(results, world)
+    specs = [with_rate(s, chosen) for name in ("mask-controls", "discarded", "relative-mask") for s in EXPERIMENTS[name]]
+    if (trial / BUDGET_LR).exists():
+        budget = json.loads((trial / BUDGET_LR).read_text())["lr"]
+        specs += [with_rate(s, budget) for s in EXPERIMENTS["budget"]]
+    return [(s, actions, seeds) for s in specs]
+
+
 def merged_report(results: Path, world: str = "v2b") -> dict:
     """The world table's reference rows and every trial part, as one report."""
     _, table_dir, trial = folders(results, world)
@@ -296,7 +313,7 @@ def write_table(rows: list[dict], out: Path) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=("run", "table", "budget-table"))
+    p.add_argument("stage", choices=("run", "table", "budget-table", "status"))
     p.add_argument("--experiment", choices=sorted(EXPERIMENTS), help="with run: which experiment's specs")
     p.add_argument("--part", help="with run: this part's name (results/adi-trial/parts/PART)")
     p.add_argument("--actions", default="cheer,gesture,handstand,meditate,pray,salute,sit,squat")
@@ -319,6 +336,13 @@ def main(argv=None) -> None:
         run(args)
     elif args.stage == "budget-table":
         print(budget_table(Path(args.out), world=args.world))
+    elif args.stage == "status":
+        from .progress import part_reports, progress_rows, progress_table
+
+        results = Path(args.out)
+        plan = trial_plan(results, args.world, tuple(args.actions.split(",")), tuple(int(x) for x in args.seeds.split(",")))
+        _, table_dir, trial = folders(results, args.world)  # the world table's runs estimate specs not run yet
+        print(progress_table(progress_rows(plan, part_reports(trial / "parts"), part_reports(table_dir / "parts"))))
     else:
         rows, report = trial_table(Path(args.out), world=args.world)
         out = folders(Path(args.out), args.world)[2]

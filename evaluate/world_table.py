@@ -4,6 +4,7 @@
     python -m evaluate.world_table table  [--device cuda]   # 8 actions x every method and ADI ablation x 3 seeds
     python -m evaluate.world_table all    [--device cuda]
     python -m evaluate.world_table merge [--docs docs/actionworld.md]  # the parts' reports as one table (and the docs' section)
+    python -m evaluate.world_table status [--world v3]  # the runs done and to run, and the CPU they take (evaluate/progress.py)
 
 On a CPU, run the table in parts, one process per core, each one thread (here two 1-thread
 processes learn twice as fast as one 2-thread process):
@@ -126,7 +127,8 @@ def sweep(args) -> dict:
     return chosen
 
 
-def table(args) -> None:
+def _table_specs_and_actions(args) -> tuple[list[str], tuple[str, ...]]:
+    """The table's specs at the sweep's chosen rates (``--methods`` of them) and ``--actions`` (default all)."""
     world = getattr(args, "world", "v2b")
     path = folders(args)[0] / "chosen_lr.json"
     if not path.exists():
@@ -134,7 +136,11 @@ def table(args) -> None:
     specs = table_specs(json.loads(path.read_text())["lr"], world)
     if args.methods:
         specs = select_specs(specs, args.methods.split(","))
-    actions = tuple(args.actions.split(",")) if args.actions else world_actions(world)
+    return specs, tuple(args.actions.split(",")) if args.actions else world_actions(world)
+
+
+def table(args) -> None:
+    specs, actions = _table_specs_and_actions(args)
     s = DemoSettings(actions=actions, methods=tuple(specs), n=args.n_table, images_seen=args.images_seen,
                      learn_seeds=tuple(int(x) for x in args.seeds.split(",")), device=args.device, **_world_settings(args))
     out = folders(args)[1] / "parts" / args.part
@@ -142,6 +148,24 @@ def table(args) -> None:
     write_tables(report, out)
     if not args.no_merge:
         merge(args)
+
+
+def table_plan(args) -> list[tuple[str, tuple[str, ...], tuple[int, ...]]]:
+    """The whole table as (spec, actions, learning seeds): the methods that learn nothing run
+    learning seed 0 only (their image stands for every seed), every learner ``--seeds``."""
+    fixed = FIXED_BY_WORLD[getattr(args, "world", "v2b")]
+    specs, actions = _table_specs_and_actions(args)
+    seeds = tuple(int(x) for x in args.seeds.split(","))
+    return [(spec, actions, (0,) if spec in fixed else seeds) for spec in specs]
+
+
+def status(args) -> str:
+    """The table's progress over its parts (:mod:`evaluate.progress`), as markdown."""
+    from evaluate.progress import part_reports, progress_rows, progress_table
+
+    text = progress_table(progress_rows(table_plan(args), part_reports(folders(args)[1] / "parts")))
+    print(text)
+    return text
 
 
 def mask_kept(learned_dir: Path) -> dict[str, float]:
@@ -334,7 +358,7 @@ def merge(args) -> dict:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=("sweep", "table", "all", "merge"))
+    p.add_argument("stage", choices=("sweep", "table", "all", "merge", "status"))
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="results", help="parent of world-sweep/ and world-table/ (default results)")
     p.add_argument("--world", default="v2b", choices=tuple(WORLD_MODELS),
@@ -364,3 +388,5 @@ if __name__ == "__main__":
         table(args)
     if args.stage == "merge":
         merge(args)
+    if args.stage == "status":
+        status(args)
