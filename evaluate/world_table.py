@@ -309,7 +309,8 @@ def update_phenomena(report: dict, path: Path, table_dir: Path) -> dict:
     rep["context_leakage"] = summary.pop("context_leakage")
     rep["context_leakage_detail"] = {**summary, "source": f"{table_dir.parent.name}/{table_dir.name}/demo.json",
                                      "what": "share of images judged in the exemplars' dominant scene or outfit when the "
-                                             "prompt asked for another, pooled over the table's actions and learning seeds; "
+                                             "prompt asked for another, pooled over the table's actions, each method with "
+                                             "the learning seeds it ran on every action; "
                                              "95% cluster-bootstrap interval over (action, seed)"}
     path.write_text(json.dumps(rep, indent=1) + "\n")
     return rep
@@ -330,27 +331,30 @@ def merge(args) -> dict:
     (out / "demo.json").write_text(json.dumps(report, indent=1))
     write_tables(report, out)
     print(f"{len(paths)} parts merged into {out}: {report['seconds']['total'] / 3600:.2f} h of learning and judging")
+    # the pooled readings (pattern, leakage, the docs' pooled tables) take each method's runs with the
+    # seeds it ran on every action, so a seed still running on a few actions does not weigh them more
+    parts = balanced_parts(reports, report)
+    balanced = merge_reports(parts) if parts and parts != reports else None
+    pooled = balanced or report
     pattern = None
     if getattr(args, "world", "v2b") == "v3" and any("sd" in by for by in report["results"].values()):
         from evaluate.paper_pattern import pattern_rows, pattern_table
 
-        rows = pattern_rows(report)
-        pattern = ("Each method against the text prompt (`sd`), slot by slot (`python -m evaluate.paper_pattern`): "
-                   "rate on the paired slots (difference in points [95% cluster-bootstrap interval], paired-bootstrap p)."
+        rows = pattern_rows(pooled)
+        pattern = ("Each method against the text prompt (`sd`), slot by slot (`python -m evaluate.paper_pattern`), "
+                   "with the learning seeds it ran on every action: rate on the paired slots (difference in points "
+                   "[95% cluster-bootstrap interval], paired-bootstrap p)."
                    "\n\n" + pattern_table(rows) + "\n")
         (out / "pattern.md").write_text(pattern)
         (out / "pattern.json").write_text(json.dumps(rows, indent=1))
     phen = Path(args.out) / "world-v3" / "phenomena.json"
     if getattr(args, "world", "v2b") == "v3" and phen.exists():
-        leak = update_phenomena(report, phen, out)["context_leakage"]
+        leak = update_phenomena(pooled, phen, out)["context_leakage"]
         print(f"context leakage written into {phen}: " + ", ".join(f"{m} {v:.1f}%" for m, v in leak.items()))
     print((out / "table.md").read_text())
     if getattr(args, "docs", None):
         path = Path(args.docs)
-        seeds = balanced_seeds(report)
-        parts = balanced_parts(reports, report)
-        balanced = merge_reports(parts) if parts and parts != reports else None
-        section = docs_section(report, balanced, seeds) + (f"\n{pattern}" if pattern else "")
+        section = docs_section(report, balanced, balanced_seeds(report)) + (f"\n{pattern}" if pattern else "")
         path.write_text(fill_section(path.read_text(), section, *markers(getattr(args, "world", "v2b"))))
         print(f"table section of {path} refilled")
     return report

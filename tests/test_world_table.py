@@ -288,3 +288,36 @@ def test_merge_on_v3_writes_the_pattern_the_leakage_and_its_own_docs_section(tmp
     assert "v2b" in text and "old" not in text and "| adi | 1 | 100.0% (+100.0" in text  # the pattern, vs the text prompt
     assert (tmp_path / "world-v3-table" / "pattern.md").exists()
     assert json.loads((tmp_path / "world-v3" / "phenomena.json").read_text())["context_leakage"] == {"sd": 0.0, "adi": 50.0}
+
+
+def test_merge_pools_the_pattern_and_leakage_over_the_seeds_each_method_ran_everywhere(tmp_path):
+    """A learning seed that has run on some actions only (a part still running) stays in the
+    per-action table but out of the pooled pattern and leakage, which would weigh those actions more."""
+    import argparse
+    import json
+
+    from test_demo import _record, _report
+
+    from evaluate.world_table import merge
+
+    def v3(seed, hits, leaks):
+        return {**_record(seed, hits), "leaks": leaks, "judged_context": [["city", "camo"]] * len(leaks),
+                "scene_leak": 0.0, "outfit_leak": 0.0,
+                "context_leak": sum(row[2] for row in leaks) / len(leaks)}
+
+    clean, leaky = [[0, 0, 0]] * 2, [[0, 1, 1]] * 2
+    a = _report({a: {"sd": v3(0, [[1, 0]] * 2, clean), "adi": v3(0, [[1, 1]] * 2, clean)} for a in ("salute", "sit")},
+                {"salute/sd/seed0": 6.0, "salute/adi/seed0": 60.0, "sit/sd/seed0": 6.0, "sit/adi/seed0": 60.0}, world="v3")
+    c = _report({"salute": {"adi": v3(1, [[0, 0]] * 2, leaky)}}, {"salute/adi/seed1": 60.0}, seeds=(1,), world="v3")
+    for name, rep in (("a", a), ("c", c)):
+        folder = tmp_path / "world-v3-table" / "parts" / name
+        folder.mkdir(parents=True)
+        (folder / "demo.json").write_text(json.dumps(rep))
+    (tmp_path / "world-v3").mkdir()
+    (tmp_path / "world-v3" / "phenomena.json").write_text(json.dumps({"token_width": 1024, "context_leakage": None}))
+    report = merge(argparse.Namespace(out=str(tmp_path), docs=None, world="v3"))
+    assert sorted(set(report["results"]["salute"]["adi"]["seeds"])) == [0, 1]  # the merged report keeps seed 1
+    adi = next(r for r in json.loads((tmp_path / "world-v3-table" / "pattern.json").read_text()) if r["method"] == "adi")
+    assert adi["runs"] == 2 and adi["action"]["method"] == 1.0  # salute and sit, seed 0 only
+    phen = json.loads((tmp_path / "world-v3" / "phenomena.json").read_text())
+    assert phen["context_leakage"]["adi"] == 0.0 and phen["context_leakage_detail"]["runs"]["adi"] == 2
