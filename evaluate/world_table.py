@@ -219,7 +219,7 @@ def docs_section(report: dict, balanced: dict | None = None, seeds: list[int] | 
         gaps = sorted(g for _, _, g in spread)
         worst = max(spread, key=lambda x: x[2])
         text += (f"\nHow far one learning seed is from another: over the {len(gaps)} pairs of seeds of one learner on "
-                 f"one action, the total differs by {100 * gaps[len(gaps) // 2]:.0f} points at the median and "
+                 f"one action, the total differs by {_points(gaps[len(gaps) // 2])} at the median and "
                  f"{100 * gaps[-1]:.0f} at most ({worst[1]} on {worst[0]}); a one-seed row is that uncertain "
                  "before any image is drawn.\n")
     unnamed = [a for a in report.get("unnamed_actions", []) if a in report["results"]]
@@ -229,6 +229,12 @@ def docs_section(report: dict, balanced: dict | None = None, seeds: list[int] | 
                  "them, so the text prompt cannot ask for them and only what a method learns can score):\n"
                  + _compare_section(sub))
     return text
+
+
+def _points(share: float) -> str:
+    """0.0139 -> "1 point", 0.24 -> "24 points"."""
+    n = f"{100 * share:.0f}"
+    return f"{n} point" if n == "1" else f"{n} points"
 
 
 def seed_spread(report: dict) -> list[tuple[str, str, float]]:

@@ -321,3 +321,9 @@ def test_merge_pools_the_pattern_and_leakage_over_the_seeds_each_method_ran_ever
     assert adi["runs"] == 2 and adi["action"]["method"] == 1.0  # salute and sit, seed 0 only
     phen = json.loads((tmp_path / "world-v3" / "phenomena.json").read_text())
     assert phen["context_leakage"]["adi"] == 0.0 and phen["context_leakage_detail"]["runs"]["adi"] == 2
+
+
+def test_points_are_singular_for_one():
+    from evaluate.world_table import _points
+
+    assert (_points(0.0139), _points(0.0), _points(0.24)) == ("1 point", "0 points", "24 points")
