@@ -56,6 +56,7 @@ from .demo import (
     parse_method_spec,
     run_demo,
     run_name,
+    world_actions,
     write_tables,
 )
 
@@ -182,8 +183,6 @@ def trial_plan(results: Path, world: str = "v2b", actions: tuple[str, ...] | Non
                seeds: tuple[int, ...] = (0, 1, 2)) -> list[tuple[str, tuple[str, ...], tuple[int, ...]]]:
     """Every experiment's specs (the budget rows once ``budget_lr.json`` exists) as
     (spec, actions, learning seeds), for :mod:`evaluate.progress`."""
-    from .demo import world_actions
-
     trial = folders(results, world)[2]
     actions = actions or world_actions(world)
     chosen = chosen_rates(results, world)

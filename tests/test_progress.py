@@ -66,3 +66,22 @@ def test_world_table_status_plans_fixed_methods_on_seed_0_and_reads_the_parts(tm
     assert "| sd | 1/1 | - | 0 | 0 |" in text
     assert "| adi:lr=0.001 | 1/3 | seeds 0,2: salute | 3 | 7 |" in text
     assert text == capsys.readouterr().out.rstrip("\n") + "\n"
+
+
+def test_the_trial_plan_takes_the_budget_rows_once_their_rates_are_chosen(tmp_path):
+    from evaluate.adi_trial import EXPERIMENTS, trial_plan
+    from evaluate.world_table import SWEEP
+
+    (tmp_path / "world-v3-sweep").mkdir()
+    (tmp_path / "world-v3-sweep" / "chosen_lr.json").write_text(json.dumps({"lr": {m: 1e-3 for m in SWEEP}}))
+    plan = trial_plan(tmp_path, "v3", ("salute", "sit"), (0, 1))
+    assert all(actions == ("salute", "sit") and seeds == (0, 1) for _, actions, seeds in plan)
+    assert [s for s, _, _ in plan][:2] == ["adi:mask=random:beta=0.875:lr=0.001", "adi:mask=uniform:beta=0.875:lr=0.001"]
+    assert not any("steps=" in s for s, _, _ in plan)  # no budget rates yet: no budget rows
+    (tmp_path / "adi-trial-v3").mkdir()
+    (tmp_path / "adi-trial-v3" / "budget_lr.json").write_text(
+        json.dumps({"action": "salute", "lr": {"adi": 1e-3, "pplus": 5e-3, "textual-inversion": 2e-2}}))
+    budget = [s for s, _, _ in trial_plan(tmp_path, "v3", ("salute",)) if "steps=" in s]
+    assert budget == ["adi:steps=3000:lr=0.001", "pplus:steps=500:lr=0.005", "textual-inversion:steps=3000:lr=0.02",
+                      "adi:mask=none:steps=3000:lr=0.001"]
+    assert len(EXPERIMENTS["budget"]) == len(budget)
