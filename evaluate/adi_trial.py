@@ -59,6 +59,7 @@ from .demo import (
     world_actions,
     write_tables,
 )
+from .progress import part_reports, progress_rows, progress_table
 
 EXPERIMENTS: dict[str, tuple[str, ...]] = {
     "mask-controls": ("adi:mask=random:beta=0.875", "adi:mask=uniform:beta=0.875", "adi:mask=min:beta=0.875",
@@ -200,8 +201,7 @@ def merged_report(results: Path, world: str = "v2b") -> dict:
     table = json.loads((table_dir / "demo.json").read_text())
     refs = [with_rate(s, chosen) for s in REFERENCES]
     reference_only = {**table, "results": {a: {m: r for m, r in by.items() if m in refs} for a, by in table["results"].items()}}
-    paths = sorted((trial / "parts").glob("*/demo.json"), key=lambda p: (len(p.parent.name), p.parent.name))
-    return merge_reports([reference_only, *[json.loads(p.read_text()) for p in paths]])
+    return merge_reports([reference_only, *part_reports(trial / "parts")])
 
 
 def trial_table(results: Path, n_boot: int = 2000, world: str = "v2b") -> tuple[list[dict], dict]:
@@ -336,8 +336,6 @@ def main(argv=None) -> None:
     elif args.stage == "budget-table":
         print(budget_table(Path(args.out), world=args.world))
     elif args.stage == "status":
-        from .progress import part_reports, progress_rows, progress_table
-
         results = Path(args.out)
         plan = trial_plan(results, args.world, tuple(args.actions.split(",")), tuple(int(x) for x in args.seeds.split(",")))
         _, table_dir, trial = folders(results, args.world)  # the world table's runs estimate specs not run yet

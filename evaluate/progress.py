@@ -19,9 +19,15 @@ from pathlib import Path
 from .demo import parse_method_spec
 
 
+def part_paths(parts: Path) -> list[Path]:
+    """Every ``PART/demo.json`` under ``parts``, in the order the parts were named (a-z, then
+    aa, ab, ...), so merged tables keep the actions in the order of the first parts."""
+    return sorted(parts.glob("*/demo.json"), key=lambda p: (len(p.parent.name), p.parent.name))
+
+
 def part_reports(parts: Path) -> list[dict]:
-    """Every ``parts/*/demo.json`` under ``parts`` (a part still running has written the runs it finished)."""
-    return [json.loads(p.read_text()) for p in sorted(parts.glob("*/demo.json"))]
+    """The reports of :func:`part_paths` (a part still running has written the runs it finished)."""
+    return [json.loads(p.read_text()) for p in part_paths(parts)]
 
 
 def done_runs(reports: list[dict]) -> tuple[dict[tuple[str, str], set[int]], dict[str, list[float]]]:

@@ -46,6 +46,7 @@ from evaluate.demo import (
     world_actions,
     write_tables,
 )
+from evaluate.progress import part_paths, part_reports, progress_rows, progress_table
 
 # learning rates tried per learner on the 64 px world model (token methods around the
 # demo's 5e-3, weight tuners around their papers' rates scaled up for a 5M-parameter UNet)
@@ -161,8 +162,6 @@ def table_plan(args) -> list[tuple[str, tuple[str, ...], tuple[int, ...]]]:
 
 def status(args) -> str:
     """The table's progress over its parts (:mod:`evaluate.progress`), as markdown."""
-    from evaluate.progress import part_reports, progress_rows, progress_table
-
     text = progress_table(progress_rows(table_plan(args), part_reports(folders(args)[1] / "parts")))
     print(text)
     return text
@@ -327,7 +326,7 @@ def merge(args) -> dict:
     Parts are read in the order they were named (a-z, then aa, ab, ...), so the table's action
     columns keep the order of the first parts."""
     out = folders(args)[1]
-    paths = sorted((out / "parts").glob("*/demo.json"), key=lambda p: (len(p.parent.name), p.parent.name))
+    paths = part_paths(out / "parts")
     if not paths:
         raise SystemExit(f"no parts under {out / 'parts'}: run the table first (python -m evaluate.world_table table)")
     reports = [json.loads(p.read_text()) for p in paths]
