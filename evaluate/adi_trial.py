@@ -49,6 +49,7 @@ from actionbench.world.worlds import WORLDS
 
 from .demo import (
     DemoSettings,
+    _leak_slots,
     _shared_seeds,
     _slots,
     demo_config,
@@ -82,7 +83,10 @@ BUDGET_LR = "budget_lr.json"  # results/adi-trial/: the budget sweep's chosen ra
 # the world table's rows the trial is read against (results/world-table, 3 seeds x 8 actions)
 REFERENCES = ("adi", "pplus", "adi:mask=none", "adi:mask=context-only", "adi:mask=action-only", "textual-inversion")
 COLUMNS = ("experiment", "method", "images_seen", "runs", "action", "subject", "total", "total_ci_low", "total_ci_high",
-           "delta_vs_adi", "p_vs_adi", "delta_vs_pplus", "p_vs_pplus", "kept_share", "cpu_minutes")
+           "delta_vs_adi", "p_vs_adi", "delta_vs_pplus", "p_vs_pplus", "kept_share", "cpu_minutes",
+           # appended for v3 (issue #23's two leakage columns; issue #21's columns above are unchanged):
+           # percent of animal subjects drawn human, and the v3 context leak with its 95% interval ("" on v2b)
+           "animals_drawn_human", "context_leak", "context_leak_ci_low", "context_leak_ci_high")
 
 
 def with_rate(spec: str, chosen: dict[str, float]) -> str:
@@ -231,10 +235,16 @@ def trial_table(results: Path, n_boot: int = 2000, world: str = "v2b") -> tuple[
         _, config = demo_config(m, DemoSettings(**{k: report["settings"][k] for k in ("steps", "lr", "n", "images_seen")},
                                                 world=world))
         low_high = bootstrap_ci(tot, cl, n_boot)
+        animals = sum(report["results"][a][m].get("animal_slots", 0) for a in actions)
+        human = sum(report["results"][a][m].get("animals_drawn_human", 0) for a in actions)
+        leaks, leak_cl = _leak_slots(report, m, actions)
+        leak = [100 * x for x in bootstrap_ci(leaks, leak_cl, n_boot)] if leaks else ["", "", ""]
         row = {"experiment": experiment_of(m, chosen, budget), "method": m, "images_seen": config.steps * config.batch_size,
                "runs": len(run_keys), "action": 100 * sum(act) / len(act), "subject": 100 * sum(sub) / len(sub),
                "total": 100 * low_high[0], "total_ci_low": 100 * low_high[1], "total_ci_high": 100 * low_high[2],
-               "kept_share": round(sum(shares) / len(shares), 4) if shares else "", "cpu_minutes": round(secs / 60, 1)}
+               "kept_share": round(sum(shares) / len(shares), 4) if shares else "", "cpu_minutes": round(secs / 60, 1),
+               "animals_drawn_human": 100 * human / animals if animals else "",
+               "context_leak": leak[0], "context_leak_ci_low": leak[1], "context_leak_ci_high": leak[2]}
         for ref, col in ((adi, "adi"), (pplus, "pplus")):
             shared = _shared_seeds(report, m, ref, actions)
             if m == ref or not shared:
@@ -294,7 +304,9 @@ def write_table(rows: list[dict], out: Path) -> None:
         for r in rows:
             w.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
     lines = ["| experiment | method | images seen | runs | action | subject | total [95% CI] | total - ADI | p | "
-             "total - P+ | p | kept share | CPU-min |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "total - P+ | p | kept share | CPU-min | animals drawn human | context leak [95% CI] |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
     def d(r, k):
         return "-" if r[k] == "" else f"{r[k]:+.1f}"
 
@@ -303,10 +315,13 @@ def write_table(rows: list[dict], out: Path) -> None:
 
     for r in rows:
         kept = "-" if r["kept_share"] == "" else f"{100 * r['kept_share']:.1f}%"
+        human = "-" if r["animals_drawn_human"] == "" else f"{r['animals_drawn_human']:.1f}%"
+        leak = ("-" if r["context_leak"] == "" else
+                f"{r['context_leak']:.1f}% [{r['context_leak_ci_low']:.1f}, {r['context_leak_ci_high']:.1f}]")
         lines.append(f"| {r['experiment']} | {r['method']} | {r['images_seen']} | {r['runs']} | {r['action']:.1f}% | "
                      f"{r['subject']:.1f}% | {r['total']:.1f}% [{r['total_ci_low']:.1f}, {r['total_ci_high']:.1f}] | "
                      f"{d(r, 'delta_vs_adi')} | {p(r, 'p_vs_adi')} | {d(r, 'delta_vs_pplus')} | {p(r, 'p_vs_pplus')} | {kept} | "
-                     f"{r['cpu_minutes']:.0f} |")
+                     f"{r['cpu_minutes']:.0f} | {human} | {leak} |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
 
 

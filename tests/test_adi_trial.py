@@ -166,3 +166,24 @@ def test_budget_sweep_parts_by_learner_add_up(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="--learners dreambooth"):
         T.run(argparse.Namespace(out=str(out), experiment="budget-sweep", part="bs", actions="salute", seeds="0",
                                  device="cpu", world="v2b", learners="dreambooth"))
+
+
+def test_rows_carry_both_leakage_columns_on_v3_and_leave_context_empty_on_v2b(tmp_path):
+    out, spec = _results(tmp_path)
+    rows, _ = trial_table(out, n_boot=50)
+    by = {r["method"]: r for r in rows}
+    assert by[spec]["context_leak"] == "" and by[spec]["animals_drawn_human"] == ""  # v2b reports carry neither
+    # a v3 report: the control's 4 slots, the third one (an uncounted slot, None) judged no context
+    path = out / "adi-trial" / "parts" / "c1" / "demo.json"
+    part = json.loads(path.read_text())
+    record = part["results"]["salute"][spec]
+    record.update(leaks=[[0, 1, 1], [0, 0, 0], [None, None, None], [1, 0, 1]], animal_slots=4, animals_drawn_human=1)
+    path.write_text(json.dumps(part))
+    rows, _ = trial_table(out, n_boot=50)
+    row = {r["method"]: r for r in rows}[spec]
+    assert row["animals_drawn_human"] == 25.0
+    assert abs(row["context_leak"] - 200 / 3) < 1e-6  # 2 of the 3 counted slots
+    assert 0 <= row["context_leak_ci_low"] <= row["context_leak"] <= row["context_leak_ci_high"] <= 100
+    write_table(rows, out / "adi-trial")
+    line = next(x for x in (out / "adi-trial" / "table.md").read_text().splitlines() if f"| {spec} |" in x)
+    assert line.endswith(f"| 25.0% | 66.7% [{row['context_leak_ci_low']:.1f}, {row['context_leak_ci_high']:.1f}] |")
