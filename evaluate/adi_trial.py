@@ -17,8 +17,9 @@ seen unless a spec says ``steps=``, the world judge, ADI's chosen rate from
 a killed part continues). ``table`` merges the parts with the world table's own runs of
 ADI, P+ and ADI's ablations (``results/world-table/demo.json``: the same image slots, so
 the tests are paired) and writes one row per (experiment, method spec): accuracies pooled
-over actions and learning seeds with 95% cluster-bootstrap intervals, and the paired
-difference to ADI and to P+ on the slots both hold (paired bootstrap p).
+over actions and learning seeds with 95% cluster-bootstrap intervals, the paired
+difference to ADI and to P+ on the slots both hold (paired bootstrap p), and both leakage
+columns (animals drawn human; on v3 the context leak with its interval).
 
 Experiments:
 

@@ -172,8 +172,9 @@ def test_rows_carry_both_leakage_columns_on_v3_and_leave_context_empty_on_v2b(tm
     out, spec = _results(tmp_path)
     rows, _ = trial_table(out, n_boot=50)
     by = {r["method"]: r for r in rows}
-    assert by[spec]["context_leak"] == "" and by[spec]["animals_drawn_human"] == ""  # v2b reports carry neither
-    # a v3 report: the control's 4 slots, the third one (an uncounted slot, None) judged no context
+    # the hand-made report has no animal slots and no context judgements (v2b's real ones have animal slots only)
+    assert by[spec]["context_leak"] == "" and by[spec]["animals_drawn_human"] == ""
+    # a v3 report: context judged on the control's slots 1, 2 and 4 (slot 3 not counted: None), leaked on 1 and 4
     path = out / "adi-trial" / "parts" / "c1" / "demo.json"
     part = json.loads(path.read_text())
     record = part["results"]["salute"][spec]
