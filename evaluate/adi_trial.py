@@ -50,6 +50,7 @@ from actionbench.world.worlds import WORLDS
 
 from .demo import (
     DemoSettings,
+    _animal_counts,
     _leak_slots,
     _shared_seeds,
     _slots,
@@ -236,8 +237,7 @@ def trial_table(results: Path, n_boot: int = 2000, world: str = "v2b") -> tuple[
         _, config = demo_config(m, DemoSettings(**{k: report["settings"][k] for k in ("steps", "lr", "n", "images_seen")},
                                                 world=world))
         low_high = bootstrap_ci(tot, cl, n_boot)
-        animals = sum(report["results"][a][m].get("animal_slots", 0) for a in actions)
-        human = sum(report["results"][a][m].get("animals_drawn_human", 0) for a in actions)
+        human, animals = _animal_counts(report, m, actions)
         leaks, leak_cl = _leak_slots(report, m, actions)
         leak = [100 * x for x in bootstrap_ci(leaks, leak_cl, n_boot)] if leaks else ["", "", ""]
         row = {"experiment": experiment_of(m, chosen, budget), "method": m, "images_seen": config.steps * config.batch_size,

@@ -541,6 +541,12 @@ def _leak_slots(report: dict, method: str, actions: list[str]) -> tuple[list[int
     return x, clusters
 
 
+def _animal_counts(report: dict, method: str, actions: list[str]) -> tuple[int, int]:
+    """(animals drawn human, animal slots) of ``method`` pooled over ``actions``."""
+    runs = [report["results"][a][method] for a in actions]
+    return sum(r.get("animals_drawn_human", 0) for r in runs), sum(r.get("animal_slots", 0) for r in runs)
+
+
 def _shared_seeds(report: dict, method: str, reference: str, actions: list[str]) -> dict[str, set]:
     """Per action both methods ran, the learning seeds both hold (the slots a paired test may use)."""
     shared = {}
@@ -572,8 +578,7 @@ def compare_table(report: dict, reference: str = "adi", n_boot: int = 2000) -> s
     for m in methods_:
         actions = [a for a in report["results"] if m in report["results"][a]]
         tot, act, sub, cl = _slots(report, m, actions)
-        leak = sum(report["results"][a][m].get("animals_drawn_human", 0) for a in actions)
-        leak_n = sum(report["results"][a][m].get("animal_slots", 0) for a in actions)
+        leak, leak_n = _animal_counts(report, m, actions)
         row = f"| {m} | {ci(tot, cl)} | {ci(act, cl)} | {ci(sub, cl)} | {leak / max(1, leak_n):.1%} |"
         if ctx:
             x, xcl = _leak_slots(report, m, actions)

@@ -35,6 +35,7 @@ from pathlib import Path
 from evaluate.demo import (
     WORLD_MODELS,
     DemoSettings,
+    _animal_counts,
     _compare_section,
     _leak_slots,
     _slots,
@@ -296,8 +297,7 @@ def leakage_summary(report: dict, n_boot: int = 2000) -> dict:
         if not x:
             continue
         rate, low, high = bootstrap_ci(x, cl, n_boot)
-        human = sum(report["results"][a][m].get("animals_drawn_human", 0) for a in actions)
-        animals = sum(report["results"][a][m].get("animal_slots", 0) for a in actions)
+        human, animals = _animal_counts(report, m, actions)
         out["context_leakage"][m] = round(100 * rate, 1)
         out["context_leakage_ci"][m] = [round(100 * low, 1), round(100 * high, 1)]
         out["animals_drawn_human"][m] = round(100 * human / max(1, animals), 1)
