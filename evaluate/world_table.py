@@ -66,6 +66,9 @@ FIXED_BY_WORLD = {"v2b": FIXED, "v3": FIXED}
 # to on the world's 64-channel tokens (docs/actionworld.md, "ADI does not learn ... and why")
 ADI_ABLATIONS = ("adi:mask=none", "adi:layerwise=false", "adi:mask=union", "adi:mask=context-only", "adi:mask=action-only",
                  "adi:beta=0.2")
+# v3 adds the paper's reversed masks (update only what ADI would mask), which the v2b table
+# never ran; v2b's archived table keeps its set
+ADI_ABLATIONS_BY_WORLD = {"v2b": ADI_ABLATIONS, "v3": ADI_ABLATIONS + ("adi:mask=reversed",)}
 
 
 def sweep_specs() -> list[str]:
@@ -87,10 +90,10 @@ def choose_lr(results: dict) -> dict[str, float]:
 
 
 def table_specs(chosen: dict[str, float], world: str = "v2b") -> list[str]:
-    """The table's methods: the two that learn nothing (v3: the text prompt only), every
-    learner at its chosen rate, ADI's ablations at ADI's."""
+    """The table's methods: the two that learn nothing, every learner at its chosen rate,
+    ADI's ablations of ``world`` (:data:`ADI_ABLATIONS_BY_WORLD`) at ADI's."""
     return (list(FIXED_BY_WORLD[world]) + [f"{m}:lr={chosen[m]:g}" for m in SWEEP]
-            + [f"{a}:lr={chosen['adi']:g}" for a in ADI_ABLATIONS])
+            + [f"{a}:lr={chosen['adi']:g}" for a in ADI_ABLATIONS_BY_WORLD[world]])
 
 
 def select_specs(specs: list[str], names: list[str]) -> list[str]:

@@ -3,7 +3,7 @@
 import pytest
 
 from evaluate.demo import DemoSettings, demo_config
-from evaluate.world_table import ADI_ABLATIONS, SWEEP, choose_lr, sweep_specs, table_specs
+from evaluate.world_table import ADI_ABLATIONS, ADI_ABLATIONS_BY_WORLD, SWEEP, choose_lr, sweep_specs, table_specs
 
 
 def _write_part(out, name, report):
@@ -46,6 +46,17 @@ def test_table_specs_cover_every_method_and_ablation_at_the_chosen_rates():
     s = DemoSettings(images_seen=600)
     for spec in specs:
         demo_config(spec, s)  # every option is one the method takes
+
+
+def test_v3_table_adds_the_papers_reversed_masks_and_keeps_v2bs_set():
+    chosen = {m: lrs[1] for m, lrs in SWEEP.items()}
+    v2b, v3 = table_specs(chosen, "v2b"), table_specs(chosen, "v3")
+    assert "adi:mask=reversed:lr=0.005" in v3 and "adi:mask=reversed:lr=0.005" not in v2b
+    assert set(v2b) < set(v3) and len(v3) == len(v2b) + 1
+    assert ADI_ABLATIONS_BY_WORLD["v2b"] == ADI_ABLATIONS
+    s = DemoSettings(images_seen=600, world="v3")
+    for spec in v3:
+        demo_config(spec, s)
 
 
 def test_select_specs_names_methods_without_their_rates():
