@@ -200,14 +200,24 @@ def trial_plan(results: Path, world: str = "v2b", actions: tuple[str, ...] | Non
     return [(s, actions, seeds) for s in specs]
 
 
-def merged_report(results: Path, world: str = "v2b") -> dict:
-    """The world table's reference rows and every trial part, as one report."""
+def merged_report(results: Path, world: str = "v2b", balanced: bool = False) -> dict:
+    """The world table's reference rows and every trial part, as one report. With
+    ``balanced`` a trial part's runs count only where the part's learning seeds are among
+    those its method ran on every action it ran (:func:`evaluate.world_table.balanced_parts`):
+    a seed run on a few actions so far (a part still running or cut short) would weigh those
+    actions more in pooled rows; it joins once the seed has run on every action. (The budget
+    table keeps every run and pools only the actions where all its rows ran.)"""
+    from .world_table import balanced_parts
+
     _, table_dir, trial = folders(results, world)
     chosen = chosen_rates(results, world)
     table = json.loads((table_dir / "demo.json").read_text())
     refs = [with_rate(s, chosen) for s in REFERENCES]
     reference_only = {**table, "results": {a: {m: r for m, r in by.items() if m in refs} for a, by in table["results"].items()}}
-    return merge_reports([reference_only, *part_reports(trial / "parts")])
+    parts = part_reports(trial / "parts")
+    if balanced and parts:
+        parts = balanced_parts(parts, merge_reports(parts))
+    return merge_reports([reference_only, *parts])
 
 
 def trial_table(results: Path, n_boot: int = 2000, world: str = "v2b") -> tuple[list[dict], dict]:
@@ -218,7 +228,7 @@ def trial_table(results: Path, n_boot: int = 2000, world: str = "v2b") -> tuple[
     chosen = chosen_rates(results, world)
     table = json.loads((table_dir / "demo.json").read_text())
     refs = [with_rate(s, chosen) for s in REFERENCES]
-    report = merged_report(results, world)
+    report = merged_report(results, world, balanced=True)
     kept = {**table.get("mask_kept", {}), **update_kept(trial)}
     budget_path = trial / BUDGET_LR
     budget = json.loads(budget_path.read_text())["lr"] if budget_path.exists() else None
@@ -233,7 +243,7 @@ def trial_table(results: Path, n_boot: int = 2000, world: str = "v2b") -> tuple[
         seeds = {a: report["results"][a][m].get("seeds", [0]) for a in actions}
         run_keys = [(a, sd) for a in actions for sd in sorted(set(seeds[a]))]
         shares = [kept[k] for a, sd in run_keys if (k := run_name(a, m, sd)) in kept]
-        secs = sum(v for k, v in report["seconds"].items() if k.count("/") == 2 and k.split("/")[1] == m)
+        secs = sum(report["seconds"].get(f"{a}/{m}/seed{sd}", 0.0) for a, sd in run_keys)  # the runs counted
         _, config = demo_config(m, DemoSettings(**{k: report["settings"][k] for k in ("steps", "lr", "n", "images_seen")},
                                                 world=world))
         low_high = bootstrap_ci(tot, cl, n_boot)
