@@ -197,22 +197,22 @@ def test_a_seed_run_on_some_actions_only_waits_out_of_the_pooled_rows(tmp_path):
     (out / "world-table" / "demo.json").write_text(json.dumps(table))
     parts = out / "adi-trial" / "parts"
 
-    def _record(hits, seeds):  # a record as the demo writes it, so that parts of one action fold
-        return {**globals()["_record"](hits, seeds), "judged_actions": {}, "animal_slots": 0, "animals_drawn_human": 0}
+    def _full(hits, seeds):  # a record as the demo writes it, so that parts of one action fold
+        return {**_record(hits, seeds), "judged_actions": {}, "animal_slots": 0, "animals_drawn_human": 0}
 
     c1 = json.loads((parts / "c1" / "demo.json").read_text())  # its salute seed 0, every slot hit
-    c1["results"]["salute"][spec] = _record([[1, 1]] * 4, [0] * 4)
+    c1["results"]["salute"][spec] = _full([[1, 1]] * 4, [0] * 4)
     (parts / "c1" / "demo.json").write_text(json.dumps(c1))
     # seed 0 of the control on sit too (salute's is part c1); seed 1 on salute only, hitting nothing
-    sit = _report({"sit": {spec: _record([[1, 0]] * 4, [0] * 4)}}, [spec], [0], {f"sit/{spec}/seed0": 60.0})
-    late = _report({"salute": {spec: _record([[0, 0]] * 4, [1] * 4)}}, [spec], [1], {f"salute/{spec}/seed1": 60.0})
+    sit = _report({"sit": {spec: _full([[1, 0]] * 4, [0] * 4)}}, [spec], [0], {f"sit/{spec}/seed0": 60.0})
+    late = _report({"salute": {spec: _full([[0, 0]] * 4, [1] * 4)}}, [spec], [1], {f"salute/{spec}/seed1": 60.0})
     for name, rep in (("c2", sit), ("c3", late)):
         (parts / name).mkdir()
         (parts / name / "demo.json").write_text(json.dumps(rep))
     control = {r["method"]: r for r in trial_table(out, n_boot=50)[0]}[spec]
     assert control["runs"] == 2 and control["total"] == 50.0 and control["cpu_minutes"] == 3.0  # seed 0 only
     # once seed 1 has run on sit too, it counts
-    rep = _report({"sit": {spec: _record([[1, 1]] * 4, [1] * 4)}}, [spec], [1], {f"sit/{spec}/seed1": 60.0})
+    rep = _report({"sit": {spec: _full([[1, 1]] * 4, [1] * 4)}}, [spec], [1], {f"sit/{spec}/seed1": 60.0})
     (parts / "c4").mkdir()
     (parts / "c4" / "demo.json").write_text(json.dumps(rep))
     control = {r["method"]: r for r in trial_table(out, n_boot=50)[0]}[spec]
