@@ -63,6 +63,7 @@ from .demo import (
     write_tables,
 )
 from .progress import part_reports, progress_rows, progress_table
+from .world_table import balanced_parts
 
 EXPERIMENTS: dict[str, tuple[str, ...]] = {
     "mask-controls": ("adi:mask=random:beta=0.875", "adi:mask=uniform:beta=0.875", "adi:mask=min:beta=0.875",
@@ -207,8 +208,6 @@ def merged_report(results: Path, world: str = "v2b", balanced: bool = False) -> 
     a seed run on a few actions so far (a part still running or cut short) would weigh those
     actions more in pooled rows; it joins once the seed has run on every action. (The budget
     table keeps every run and pools only the actions where all its rows ran.)"""
-    from .world_table import balanced_parts
-
     _, table_dir, trial = folders(results, world)
     chosen = chosen_rates(results, world)
     table = json.loads((table_dir / "demo.json").read_text())
