@@ -207,7 +207,7 @@ def merged_report(results: Path, world: str = "v2b", balanced: bool = False) -> 
     those its method ran on every action it ran (:func:`evaluate.world_table.balanced_parts`):
     a seed run on a few actions so far (a part still running or cut short) would weigh those
     actions more in pooled rows; it joins once the seed has run on every action. (The budget
-    table keeps every run and pools only the actions where all its rows ran.)"""
+    table pools, besides, only the actions where all its rows ran.)"""
     _, table_dir, trial = folders(results, world)
     chosen = chosen_rates(results, world)
     table = json.loads((table_dir / "demo.json").read_text())
@@ -271,12 +271,13 @@ def trial_table(results: Path, n_boot: int = 2000, world: str = "v2b") -> tuple[
 def budget_report(results: Path, world: str = "v2b") -> dict:
     """Experiment 1 alone: the budget specs (the papers' step counts at ``budget_lr.json``'s
     rates) and the same learners at 600 images (the world table's rows), on the actions
-    where all the budget specs ran."""
+    where all the budget specs ran, each spec with the learning seeds it ran on every action
+    it ran (a seed on a few actions so far waits, as in :func:`merged_report`)."""
     path = folders(results, world)[2] / BUDGET_LR
     if not path.exists():
         raise SystemExit(f"{path} is missing: run the budget sweep first")
     budget = json.loads(path.read_text())["lr"]
-    report = merged_report(results, world)
+    report = merged_report(results, world, balanced=True)
     chosen = chosen_rates(results, world)
     specs = [with_rate(s, budget) for s in EXPERIMENTS["budget"]]
     specs += [with_rate(s, chosen) for s in ("adi", "adi:mask=none", "pplus", "textual-inversion")]

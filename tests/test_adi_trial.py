@@ -105,7 +105,7 @@ def test_budget_table_keeps_the_budget_actions_and_pairs_within_them(tmp_path):
     # still running), so cheer is left out
     rows = {m: _record([[1, 1], [1, 1], [1, 0], [1, 0]], [1] * 4) for m in budget}
     (part / "demo.json").write_text(json.dumps(_report(
-        {"salute": rows, "cheer": {budget_adi: _record([[1, 1]] * 4, [0] * 4)}}, budget, [1])))
+        {"salute": rows, "cheer": {budget_adi: _record([[1, 1]] * 4, [1] * 4)}}, budget, [1])))
     report = budget_report(out)
     assert list(report["results"]) == ["salute"]
     assert set(report["results"]["salute"]) == {*budget, "adi:lr=0.02", "pplus:lr=0.005"}  # the control is not a budget row
@@ -115,6 +115,32 @@ def test_budget_table_keeps_the_budget_actions_and_pairs_within_them(tmp_path):
     pplus_row = next(line for line in text.split("paired against adi:steps=3000")[1].splitlines()
                      if line.startswith("| pplus:lr=0.005"))
     assert "+25.0% [" in pplus_row and "(4 paired images)" in pplus_row
+
+
+def test_budget_table_waits_for_a_seed_until_it_covers_every_budget_action(tmp_path):
+    from test_demo import _record as record  # full score records: seeds fold across parts
+
+    from evaluate.adi_trial import budget_report
+
+    out, _ = _results(tmp_path)
+    (out / "adi-trial" / "budget_lr.json").write_text(json.dumps({"action": "salute", "lr": {"adi": 0.005, "pplus": 0.02}}))
+    budget = [with_rate(s, {"adi": 0.005, "pplus": 0.02}) for s in EXPERIMENTS["budget"]]
+    for name, action in (("b1", "salute"), ("b2", "cheer")):  # seed 0 of every budget row on both actions
+        (out / "adi-trial" / "parts" / name).mkdir(parents=True)
+        rows = {m: record(0, [[1, 0]] * 4) for m in budget}
+        (out / "adi-trial" / "parts" / name / "demo.json").write_text(json.dumps(_report({action: rows}, budget, [0])))
+    part = out / "adi-trial" / "parts" / "b3"  # seed 1 on salute only so far: every slot a hit
+    part.mkdir()
+    rows = {m: record(1, [[1, 1]] * 4) for m in budget}
+    (part / "demo.json").write_text(json.dumps(_report({"salute": rows}, budget, [1])))
+    report = budget_report(out)
+    assert set(report["results"]) == {"salute", "cheer"}
+    assert all(report["results"][a][m]["seeds"] == [0] * 4 for a in ("salute", "cheer") for m in budget)
+    rows = {m: record(1, [[1, 1]] * 4) for m in budget}  # seed 1 reaches cheer too: it joins
+    (out / "adi-trial" / "parts" / "b4").mkdir()
+    (out / "adi-trial" / "parts" / "b4" / "demo.json").write_text(json.dumps(_report({"cheer": rows}, budget, [1])))
+    report = budget_report(out)
+    assert all(sorted(set(report["results"][a][m]["seeds"])) == [0, 1] for a in ("salute", "cheer") for m in budget)
 
 
 def test_v3_reads_and_writes_its_own_folders(tmp_path):
