@@ -201,10 +201,10 @@ def trial_plan(results: Path, world: str = "v2b", actions: tuple[str, ...] | Non
     return [(s, actions, seeds) for s in specs]
 
 
-def merged_report(results: Path, world: str = "v2b", balanced: bool = False) -> dict:
-    """The world table's reference rows and every trial part, as one report. With
-    ``balanced`` a trial part's runs count only where the part's learning seeds are among
-    those its method ran on every action it ran (:func:`evaluate.world_table.balanced_parts`):
+def merged_report(results: Path, world: str = "v2b") -> dict:
+    """The world table's reference rows and every trial part, as one report. A trial part's
+    runs count only where the part's learning seeds are among those its method ran on every
+    action it ran (:func:`evaluate.world_table.balanced_parts`):
     a seed run on a few actions so far (a part still running or cut short) would weigh those
     actions more in pooled rows; it joins once the seed has run on every action. (The budget
     table pools, besides, only the actions where all its rows ran.)"""
@@ -214,7 +214,7 @@ def merged_report(results: Path, world: str = "v2b", balanced: bool = False) -> 
     refs = [with_rate(s, chosen) for s in REFERENCES]
     reference_only = {**table, "results": {a: {m: r for m, r in by.items() if m in refs} for a, by in table["results"].items()}}
     parts = part_reports(trial / "parts")
-    if balanced and parts:
+    if parts:
         parts = balanced_parts(parts, merge_reports(parts))
     return merge_reports([reference_only, *parts])
 
@@ -227,7 +227,7 @@ def trial_table(results: Path, n_boot: int = 2000, world: str = "v2b") -> tuple[
     chosen = chosen_rates(results, world)
     table = json.loads((table_dir / "demo.json").read_text())
     refs = [with_rate(s, chosen) for s in REFERENCES]
-    report = merged_report(results, world, balanced=True)
+    report = merged_report(results, world)
     kept = {**table.get("mask_kept", {}), **update_kept(trial)}
     budget_path = trial / BUDGET_LR
     budget = json.loads(budget_path.read_text())["lr"] if budget_path.exists() else None
@@ -277,7 +277,7 @@ def budget_report(results: Path, world: str = "v2b") -> dict:
     if not path.exists():
         raise SystemExit(f"{path} is missing: run the budget sweep first")
     budget = json.loads(path.read_text())["lr"]
-    report = merged_report(results, world, balanced=True)
+    report = merged_report(results, world)
     chosen = chosen_rates(results, world)
     specs = [with_rate(s, budget) for s in EXPERIMENTS["budget"]]
     specs += [with_rate(s, chosen) for s in ("adi", "adi:mask=none", "pplus", "textual-inversion")]

@@ -15,6 +15,10 @@ def _record(hits, seeds):
             "total": sum(s and a for s, a in hits) / len(hits), "n": len(hits), "hits": hits, "seeds": seeds}
 
 
+def _full(hits, seeds):  # a record as the demo writes it, so that parts of one action fold
+    return {**_record(hits, seeds), "judged_actions": {}, "animal_slots": 0, "animals_drawn_human": 0}
+
+
 def _report(results, methods, seeds, seconds=None):
     return {"settings": {**SETTINGS, "actions": list(results), "methods": methods, "learn_seeds": seeds},
             "results": results, "seconds": seconds or {}, "steps": {}}
@@ -118,8 +122,6 @@ def test_budget_table_keeps_the_budget_actions_and_pairs_within_them(tmp_path):
 
 
 def test_budget_table_waits_for_a_seed_until_it_covers_every_budget_action(tmp_path):
-    from test_demo import _record as record  # full score records: seeds fold across parts
-
     from evaluate.adi_trial import budget_report
 
     out, _ = _results(tmp_path)
@@ -127,16 +129,16 @@ def test_budget_table_waits_for_a_seed_until_it_covers_every_budget_action(tmp_p
     budget = [with_rate(s, {"adi": 0.005, "pplus": 0.02}) for s in EXPERIMENTS["budget"]]
     for name, action in (("b1", "salute"), ("b2", "cheer")):  # seed 0 of every budget row on both actions
         (out / "adi-trial" / "parts" / name).mkdir(parents=True)
-        rows = {m: record(0, [[1, 0]] * 4) for m in budget}
+        rows = {m: _full([[1, 0]] * 4, [0] * 4) for m in budget}
         (out / "adi-trial" / "parts" / name / "demo.json").write_text(json.dumps(_report({action: rows}, budget, [0])))
     part = out / "adi-trial" / "parts" / "b3"  # seed 1 on salute only so far: every slot a hit
     part.mkdir()
-    rows = {m: record(1, [[1, 1]] * 4) for m in budget}
+    rows = {m: _full([[1, 1]] * 4, [1] * 4) for m in budget}
     (part / "demo.json").write_text(json.dumps(_report({"salute": rows}, budget, [1])))
     report = budget_report(out)
     assert set(report["results"]) == {"salute", "cheer"}
     assert all(report["results"][a][m]["seeds"] == [0] * 4 for a in ("salute", "cheer") for m in budget)
-    rows = {m: record(1, [[1, 1]] * 4) for m in budget}  # seed 1 reaches cheer too: it joins
+    rows = {m: _full([[1, 1]] * 4, [1] * 4) for m in budget}  # seed 1 reaches cheer too: it joins
     (out / "adi-trial" / "parts" / "b4").mkdir()
     (out / "adi-trial" / "parts" / "b4" / "demo.json").write_text(json.dumps(_report({"cheer": rows}, budget, [1])))
     report = budget_report(out)
@@ -222,9 +224,6 @@ def test_a_seed_run_on_some_actions_only_waits_out_of_the_pooled_rows(tmp_path):
     table["results"]["sit"] = table["results"]["salute"]
     (out / "world-table" / "demo.json").write_text(json.dumps(table))
     parts = out / "adi-trial" / "parts"
-
-    def _full(hits, seeds):  # a record as the demo writes it, so that parts of one action fold
-        return {**_record(hits, seeds), "judged_actions": {}, "animal_slots": 0, "animals_drawn_human": 0}
 
     c1 = json.loads((parts / "c1" / "demo.json").read_text())  # its salute seed 0, every slot hit
     c1["results"]["salute"][spec] = _full([[1, 1]] * 4, [0] * 4)
